@@ -1,0 +1,52 @@
+"""Typed flow configuration and YAML profiles.
+
+Each flow has one pydantic config (subclass of `FlowConfig`); the Prefect UI renders it as a
+form. Profiles live in `profiles/<flow>/<profile>.yaml` (`tiny` for tests, `cpu` for the demo,
+`gpu` for real runs) and are validated by the same model.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+PROFILE_NAMES = ("tiny", "cpu", "gpu")
+
+
+class FlowConfig(BaseModel):
+    """Base of every flow config: unknown keys are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # Set by each subclass: the folder under profiles/ holding its YAML profiles.
+    profile_dir: ClassVar[str] = ""
+
+    @classmethod
+    def from_profile(cls, profile: str = "cpu", **overrides: Any) -> Self:
+        """Load `profiles/<profile_dir>/<profile>.yaml`, apply overrides, validate."""
+        data = load_profile_data(cls.profile_dir, profile)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(data)
+
+    def fingerprint(self) -> str:
+        """A stable short hash of the config's values (used in cache keys and tags)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def profile_path(profile_dir: str, profile: str) -> Path:
+    """Where the YAML for a flow's profile lives."""
+    return PROFILES_DIR / profile_dir / f"{profile}.yaml"
+
+
+def load_profile_data(profile_dir: str, profile: str) -> dict[str, Any]:
+    """Read a profile YAML as a dict; a missing profile is a clear error listing what exists."""
+    path = profile_path(profile_dir, profile)
+    if not path.exists():
+        known = sorted(p.stem for p in (PROFILES_DIR / profile_dir).glob("*.yaml"))
+        raise FileNotFoundError(f"no profile {profile!r} for {profile_dir!r}; known: {known}")
+    return yaml.safe_load(path.read_text()) or {}

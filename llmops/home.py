@@ -1,0 +1,58 @@
+"""The project home: one folder holding every local store, so nothing needs a server started by hand.
+
+Layout (all created on demand):
+    prefect/      PREFECT_HOME for ephemeral runs (prefect.db, result storage)
+    mlflow.db     MLflow tracking + registry store (SQLite)
+    mlartifacts/  MLflow artifacts
+    datasets/     versioned datasets written by `llmops prepare`
+    models/       converted base-model checkpoints (GGUF -> safetensors cache)
+    runs/         fine-tuning checkpoints, keyed by run fingerprint
+    inference/    the serving inference log and feedback
+    monitoring/   Evidently reports
+"""
+
+import os
+from pathlib import Path
+
+HOME_ENV = "LLMOPS_HOME"
+
+
+def project_home() -> Path:
+    """Return the project home: $LLMOPS_HOME, or ./.llmops of the working directory."""
+    return Path(os.environ.get(HOME_ENV, ".llmops")).expanduser().resolve()
+
+
+def home_path(*parts: str) -> Path:
+    """Return a path under the project home, creating its parent folder."""
+    path = project_home().joinpath(*parts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def mlflow_tracking_uri() -> str:
+    """MLflow's store: $MLFLOW_TRACKING_URI when set, else SQLite in the project home."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home_path('mlflow.db')}"
+
+
+def configure_environment() -> None:
+    """Point Prefect, MLflow and Hugging Face at local, offline defaults; explicit env wins.
+
+    Must run before prefect is imported: Prefect reads its settings at import time.
+    """
+    home = project_home()
+    home.mkdir(parents=True, exist_ok=True)
+    defaults = {
+        # Ephemeral Prefect keeps its SQLite db and results here unless a server is configured.
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "MLFLOW_TRACKING_URI": mlflow_tracking_uri(),
+        "GX_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        # Offline by default: a hub lookup otherwise retries for a minute on a machine without DNS.
+        # Set HF_HUB_OFFLINE=0 to use models from the Hugging Face hub.
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)

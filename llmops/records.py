@@ -1,0 +1,35 @@
+"""The one internal record form every input schema is normalized to.
+
+A record is a row with:
+    record_id  the source's own `id` when it has one, else its location ("file:line")
+    source     where it came from, "file:line" (line 1-based; row number for Parquet/CSV/JSON)
+    messages   the conversation as [{"role": "system"|"user"|"assistant", "content": str}, ...],
+               ending with the assistant turn that is trained on and evaluated against.
+An instruction record (`prompt`/`response`, optional `system`) becomes system?, user, assistant.
+"""
+
+from typing import Literal, TypedDict
+
+Role = Literal["system", "user", "assistant"]
+RECORD_COLUMNS = ("record_id", "source", "messages")
+
+
+class Message(TypedDict):
+    role: Role
+    content: str
+
+
+def prompt_messages(messages: list[Message]) -> list[Message]:
+    """The conversation up to (not including) the final assistant turn: what a model is asked."""
+    return list(messages[:-1])
+
+
+def reference_response(messages: list[Message]) -> str:
+    """The final assistant turn: the reference answer."""
+    return messages[-1]["content"]
+
+
+def instruction_to_messages(prompt: str, response: str, system: str | None = None) -> list[Message]:
+    """Normalize the instruction schema to messages."""
+    head: list[Message] = [{"role": "system", "content": system}] if system else []
+    return [*head, {"role": "user", "content": prompt}, {"role": "assistant", "content": response}]

@@ -1,0 +1,1 @@
+"""The task library: small typed Prefect tasks that flows compose."""
