@@ -1,4 +1,4 @@
-"""The project home: one folder holding every local store, so nothing needs a server started by hand.
+"""The project home: one folder for every local store, so no server needs starting by hand.
 
 Layout (all created on demand):
     prefect/      PREFECT_HOME for ephemeral runs (prefect.db, result storage)

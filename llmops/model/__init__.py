@@ -1,0 +1,1 @@
+"""The model half: base-model loading, LoRA fine-tuning, evaluation metrics, gate, registry."""
