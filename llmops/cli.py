@@ -1,6 +1,6 @@
 """The `llmops` command: the one front door. Each subcommand runs a real Prefect flow.
 
-    llmops --help
+llmops --help
 """
 
 from llmops.home import configure_environment
@@ -10,7 +10,7 @@ configure_environment()
 
 import typer  # noqa: E402
 
-from llmops.commands import data, model, ops, serving  # noqa: E402
+from llmops.commands import data, model, ops, serving, training  # noqa: E402
 
 app = typer.Typer(
     name="llmops",
@@ -20,7 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-for area in (data, model, serving, ops):
+for area in (data, training, model, serving, ops):
     area.register(app)
 
 if __name__ == "__main__":
