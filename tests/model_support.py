@@ -1,0 +1,65 @@
+"""Builders shared by the model-area tests: a tiny LoRA adapter and a tiny prepared dataset.
+
+Plain functions (not fixtures) so tests in tests/llmops/model and tests/flows can both use them.
+"""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+from peft import LoraConfig, get_peft_model
+
+from llmops.model.loading import BaseModel, load_model, resolve_base
+from llmops.records import instruction_to_messages
+
+# A tiny support domain: every answer follows a fixed pattern, so a few LoRA steps can learn it.
+_TOPICS = ["password", "invoice", "export", "login", "billing", "backup", "upgrade", "refund"]
+
+
+def make_tiny_adapter(out: Path, seed: int = 0, scale: float = 0.0) -> tuple[Path, BaseModel]:
+    """Save a LoRA adapter on the tiny random model; `scale` perturbs its B matrices so two
+    adapters generate differently (0 gives an adapter equal to the base)."""
+    base = resolve_base("tiny-random")
+    model = get_peft_model(
+        load_model(base, torch.device("cpu")),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+    )
+    if scale:
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "lora_B" in name:
+                    param.copy_(torch.randn(param.shape, generator=generator) * scale)
+    model.save_pretrained(out)
+    return out, base
+
+
+def tiny_records(n: int, offset: int = 0) -> pd.DataFrame:
+    """`n` records in the internal form (record_id, source, messages)."""
+    rows = []
+    for i in range(offset, offset + n):
+        topic = _TOPICS[i % len(_TOPICS)]
+        messages = instruction_to_messages(
+            f"How do I change my {topic} settings? (ticket {i})",
+            f"Open Settings, choose {topic.title()}, then press Save.",
+        )
+        rows.append({"record_id": f"r{i}", "source": f"sample.jsonl:{i + 1}", "messages": messages})
+    return pd.DataFrame(rows)
+
+
+def write_tiny_dataset(root: Path, n_train: int = 16, n_eval: int = 6) -> Path:
+    """A prepared-dataset folder of the shape `flows.prepare` writes; returns the folder."""
+    dataset_id = f"tiny-{n_train}-{n_eval}"
+    folder = root / dataset_id
+    folder.mkdir(parents=True, exist_ok=True)
+    tiny_records(n_train).to_parquet(folder / "train.parquet")
+    tiny_records(n_eval, offset=n_train).to_parquet(folder / "eval.parquet")
+    manifest = {
+        "dataset_id": dataset_id,
+        "counts": {"train": n_train, "eval": n_eval},
+        "path": str(folder),
+        "splits": {"train": str(folder / "train.parquet"), "eval": str(folder / "eval.parquet")},
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
