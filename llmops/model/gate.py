@@ -1,0 +1,115 @@
+"""The promotion gate: a pure decision from evaluation results and a policy in config.
+
+The candidate is compared with the current champion, or with the base model when there is
+no champion yet (the first model ever must beat the base). Improvements are signed by each
+metric's direction, so "lower eval loss" counts as an improvement.
+"""
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from llmops.model.metrics import METRIC_DIRECTIONS, Interval
+
+
+class GatePolicy(BaseModel):
+    """What a candidate must show to become champion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    primary_metric: str = Field("rougeL", description="The metric the candidate must improve.")
+    min_improvement: float = Field(
+        0.0, ge=0.0, description="Minimum gain of the primary metric over the reference."
+    )
+    require_significant: bool = Field(
+        True, description="The primary metric's bootstrap CI must lie entirely above zero."
+    )
+    guard_metrics: dict[str, float] = Field(
+        default_factory=lambda: {"eval_loss": 0.05},
+        description="Metric -> the largest regression tolerated (in the metric's own units).",
+    )
+    min_scores: dict[str, float] = Field(
+        default_factory=dict,
+        description="Optional absolute floors for higher-is-better metrics.",
+    )
+
+    @field_validator("primary_metric")
+    @classmethod
+    def _known_directional(cls, name: str) -> str:
+        if METRIC_DIRECTIONS.get(name, 0) == 0:
+            raise ValueError(f"primary_metric must be one of {_directional()}, got {name!r}")
+        return name
+
+    @field_validator("guard_metrics")
+    @classmethod
+    def _known_guards(cls, guards: dict[str, float]) -> dict[str, float]:
+        unknown = [m for m in guards if METRIC_DIRECTIONS.get(m, 0) == 0]
+        if unknown or any(t < 0 for t in guards.values()):
+            raise ValueError(f"guards must be {_directional()} with tolerance >= 0: {guards}")
+        return guards
+
+    @field_validator("min_scores")
+    @classmethod
+    def _higher_is_better(cls, floors: dict[str, float]) -> dict[str, float]:
+        wrong = [m for m in floors if METRIC_DIRECTIONS.get(m) != 1]
+        if wrong:
+            raise ValueError(f"min_scores only apply to higher-is-better metrics, not {wrong}")
+        return floors
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The verdict, what it was compared against, and every reason in plain words."""
+
+    passed: bool
+    compared_to: str  # "champion" or "base"
+    reasons: list[str] = field(default_factory=list)
+
+
+def decide(
+    policy: GatePolicy,
+    candidate: dict[str, float],
+    intervals: dict[str, Interval],
+    compared_to: str,
+) -> GateDecision:
+    """Apply the policy to the candidate's metrics and its intervals against `compared_to`."""
+    reasons: list[str] = []
+    failed = False
+    for metric in (policy.primary_metric, *policy.guard_metrics):
+        if metric not in intervals or metric not in candidate:
+            return GateDecision(False, compared_to, [f"{metric} was not measured: cannot decide"])
+
+    sign = METRIC_DIRECTIONS[policy.primary_metric]
+    primary = intervals[policy.primary_metric]
+    gain, low, high = sign * primary.diff, sign * primary.low, sign * primary.high
+    ci = f"CI [{min(low, high):+.4f}, {max(low, high):+.4f}]"
+    if gain <= policy.min_improvement:
+        failed = True
+        reasons.append(
+            f"{policy.primary_metric} gain {gain:+.4f} over {compared_to} is not above the "
+            f"required {policy.min_improvement:+.4f} ({ci})"
+        )
+    elif policy.require_significant and min(low, high) <= 0:
+        failed = True
+        reasons.append(f"{policy.primary_metric} gain {gain:+.4f} could be noise ({ci} includes 0)")
+    else:
+        reasons.append(f"{policy.primary_metric} improves by {gain:+.4f} over {compared_to} ({ci})")
+
+    for metric, tolerance in policy.guard_metrics.items():
+        change = METRIC_DIRECTIONS[metric] * intervals[metric].diff
+        if change < -tolerance:
+            failed = True
+            reasons.append(f"guard {metric} regresses by {-change:.4f} > tolerance {tolerance}")
+        else:
+            reasons.append(f"guard {metric} holds (change {change:+.4f}, tolerance {tolerance})")
+
+    for metric, floor in policy.min_scores.items():
+        value = candidate.get(metric)
+        if value is None or value < floor:
+            failed = True
+            reasons.append(f"{metric} = {value} is below the floor {floor}")
+    return GateDecision(not failed, compared_to, reasons)
+
+
+def _directional() -> list[str]:
+    return sorted(m for m, d in METRIC_DIRECTIONS.items() if d)

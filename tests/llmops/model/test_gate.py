@@ -1,0 +1,62 @@
+"""The pure gate policy."""
+
+import pytest
+from pydantic import ValidationError
+
+from llmops.model.gate import GatePolicy, decide
+from llmops.model.metrics import Interval
+
+POLICY = GatePolicy(primary_metric="rougeL", min_improvement=0.01, guard_metrics={"eval_loss": 0.1})
+
+
+def test_clear_improvement_passes() -> None:
+    intervals = {"rougeL": Interval(0.1, 0.05, 0.15), "eval_loss": Interval(-0.2, -0.3, -0.1)}
+    decision = decide(POLICY, {"rougeL": 0.4, "eval_loss": 1.0}, intervals, "champion")
+    assert decision.passed and decision.compared_to == "champion"
+    assert "rougeL improves by +0.1000" in decision.reasons[0]
+
+
+def test_improvement_within_noise_fails() -> None:
+    intervals = {"rougeL": Interval(0.05, -0.01, 0.1), "eval_loss": Interval(0.0, 0.0, 0.0)}
+    decision = decide(POLICY, {"rougeL": 0.4, "eval_loss": 1.0}, intervals, "base")
+    assert not decision.passed and "could be noise" in decision.reasons[0]
+    relaxed = POLICY.model_copy(update={"require_significant": False})
+    assert decide(relaxed, {"rougeL": 0.4, "eval_loss": 1.0}, intervals, "base").passed
+
+
+def test_regression_never_passes() -> None:
+    intervals = {"rougeL": Interval(-0.1, -0.2, -0.05), "eval_loss": Interval(0.0, 0.0, 0.0)}
+    decision = decide(POLICY, {"rougeL": 0.2, "eval_loss": 1.0}, intervals, "champion")
+    assert not decision.passed and "is not above" in decision.reasons[0]
+
+
+def test_guard_regression_fails_even_with_primary_gain() -> None:
+    # eval_loss is lower-is-better: +0.5 is a regression of 0.5 > tolerance 0.1.
+    intervals = {"rougeL": Interval(0.1, 0.05, 0.15), "eval_loss": Interval(0.5, 0.4, 0.6)}
+    decision = decide(POLICY, {"rougeL": 0.4, "eval_loss": 1.5}, intervals, "champion")
+    assert not decision.passed
+    assert any("guard eval_loss regresses by 0.5000" in r for r in decision.reasons)
+
+
+def test_absolute_floor_and_missing_metric() -> None:
+    policy = POLICY.model_copy(update={"min_scores": {"bleu": 20.0}})
+    intervals = {"rougeL": Interval(0.1, 0.05, 0.15), "eval_loss": Interval(0.0, 0.0, 0.0)}
+    decision = decide(policy, {"rougeL": 0.4, "eval_loss": 1.0, "bleu": 5.0}, intervals, "base")
+    assert not decision.passed and "below the floor 20.0" in decision.reasons[-1]
+    missing = decide(POLICY, {"rougeL": 0.4}, {"rougeL": intervals["rougeL"]}, "base")
+    assert not missing.passed and "eval_loss was not measured" in missing.reasons[0]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"primary_metric": "mean_response_length"},
+        {"primary_metric": "nope"},
+        {"guard_metrics": {"eval_loss": -1}},
+        {"min_scores": {"eval_loss": 1.0}},
+        {"unknown_key": 1},
+    ],
+)
+def test_policy_rejects_bad_config(bad: dict) -> None:
+    with pytest.raises(ValidationError):
+        GatePolicy(**bad)

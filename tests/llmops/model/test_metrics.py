@@ -1,0 +1,62 @@
+"""Metrics and paired bootstrap, on hand-checked inputs and the tiny model."""
+
+import math
+
+import pytest
+import torch
+
+from llmops.model.loading import load_model, load_tokenizer, resolve_base
+from llmops.model.metrics import compare, paired_bootstrap, response_nll, summarize, text_scores
+from llmops.records import instruction_to_messages
+
+
+def test_text_scores_perfect_and_disjoint() -> None:
+    scores = text_scores(
+        ["Open Settings then Save", "no idea"], ["open settings then save", "Press Save now"]
+    )
+    assert scores["exact_match"] == [1.0, 0.0]
+    assert scores["rouge1"][0] == pytest.approx(1.0)
+    assert scores["rouge1"][1] == 0.0
+    assert scores["bleu"][1] < 10 < scores["bleu"][0]
+    assert scores["mean_response_length"] == [4.0, 2.0]
+
+
+def test_text_scores_rejects_mismatched_lengths() -> None:
+    with pytest.raises(ValueError, match="2 predictions for 1 references"):
+        text_scores(["a", "b"], ["a"])
+
+
+def test_summarize_adds_perplexity() -> None:
+    summary = summarize({"eval_loss": [1.0, 3.0], "rougeL": [0.5, 1.0]})
+    assert summary == {"eval_loss": 2.0, "rougeL": 0.75, "perplexity": pytest.approx(math.e**2)}
+
+
+def test_paired_bootstrap_separates_signal_from_noise() -> None:
+    better = paired_bootstrap([0.9, 0.8, 0.95, 0.85] * 10, [0.5, 0.4, 0.6, 0.45] * 10)
+    assert 0.3 < better.low <= better.diff <= better.high < 0.5
+    noisy = paired_bootstrap([1.0, 0.0] * 10, [0.0, 1.0] * 10)
+    assert noisy.low < 0 < noisy.high and noisy.diff == 0
+    constant = paired_bootstrap([1.0, 1.0], [0.0, 0.0])
+    assert (constant.low, constant.diff, constant.high) == (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        paired_bootstrap([1.0], [1.0, 2.0])
+
+
+def test_compare_uses_shared_metrics_only() -> None:
+    out = compare({"bleu": [1.0, 2.0], "extra": [1.0, 1.0]}, {"bleu": [0.0, 0.0]})
+    assert set(out) == {"bleu"}
+
+
+def test_response_nll_counts_only_response_tokens() -> None:
+    base = resolve_base("tiny-random")
+    model, tokenizer = load_model(base, torch.device("cpu")), load_tokenizer(base)
+    same_answer = [
+        instruction_to_messages("short?", "Press Save."),
+        instruction_to_messages("a much longer question " * 5, "Press Save."),
+    ]
+    losses = response_nll(model, tokenizer, same_answer, batch_size=2)
+    # A random model gives roughly uniform loss ~ ln(vocab); batching/padding must not change it.
+    assert all(5 < x < 15 for x in losses)
+    assert losses == pytest.approx(
+        response_nll(model, tokenizer, same_answer, batch_size=1), rel=1e-4
+    )
