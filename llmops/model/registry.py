@@ -20,7 +20,7 @@ from mlflow.models import infer_signature
 
 from llmops.home import home_path
 from llmops.model.adapter_pyfunc import AdapterModel
-from llmops.model.loading import BaseModel
+from llmops.model.loading import BaseModel, file_sha256
 from llmops.tracking import ensure_experiment, mlflow_client
 
 CHAMPION = "champion"
@@ -52,11 +52,15 @@ def register_adapter(
     tags: dict[str, str],
 ) -> str:
     """Log the adapter as a pyfunc under `run_id` (or a new run), register it, tag it, alias
-    it `challenger`; return the new version."""
-    adapter_dir = Path(adapter_dir)
-    if not (adapter_dir / "adapter_config.json").exists():
-        raise FileNotFoundError(f"{adapter_dir} is not a PEFT adapter folder (no adapter_config)")
-    mlflow_client()
+    it `challenger`; return its version. The same adapter registered twice is one version."""
+    adapter_sha = adapter_sha256(Path(adapter_dir))
+    existing = mlflow_client().search_model_versions(
+        f"name='{model_name}' and tags.adapter_sha256='{adapter_sha}'"
+    )
+    if existing:
+        version = str(existing[0].version)
+        set_alias(model_name, CHALLENGER, version)
+        return version
     with tempfile.TemporaryDirectory() as scratch:
         base_file = Path(scratch) / "base_ref.json"
         base_file.write_text(
@@ -79,11 +83,24 @@ def register_adapter(
             )
     version = str(info.registered_model_version)
     client = mlflow_client()
-    all_tags = {"base_ref": base.ref, "base_sha256": base.sha256 or "", **tags}
+    all_tags = {
+        "base_ref": base.ref,
+        "base_sha256": base.sha256 or "",
+        "adapter_sha256": adapter_sha,
+        **tags,
+    }
     for key, value in all_tags.items():
         client.set_model_version_tag(model_name, version, key, str(value))
     set_alias(model_name, CHALLENGER, version)
     return version
+
+
+def adapter_sha256(adapter_dir: Path) -> str:
+    """Hash of an adapter's weights: identifies the adapter whatever folder it sits in."""
+    weights = sorted(Path(adapter_dir).glob("adapter_model.*"))
+    if not (Path(adapter_dir) / "adapter_config.json").exists() or not weights:
+        raise FileNotFoundError(f"{adapter_dir} is not a PEFT adapter folder (no adapter_config)")
+    return file_sha256(weights[0])
 
 
 def set_alias(model_name: str, alias: str, version: str) -> None:

@@ -39,9 +39,17 @@ def test_register_rejects_a_folder_without_adapter(tmp_path: Path, llmops_home: 
         registry.register_adapter(NAME, tmp_path, resolve_base("tiny-random"), None, {})
 
 
-def test_promote_and_rollback_walk_history(adapter) -> None:  # noqa: ANN001
+def test_same_adapter_is_one_version(adapter) -> None:  # noqa: ANN001
     adapter_dir, base = adapter
-    v1, v2, v3 = (registry.register_adapter(NAME, adapter_dir, base, None, {}) for _ in range(3))
+    first = registry.register_adapter(NAME, adapter_dir, base, None, {})
+    assert registry.register_adapter(NAME, adapter_dir, base, None, {}) == first
+
+
+def test_promote_and_rollback_walk_history(tmp_path: Path, llmops_home: Path) -> None:
+    v1, v2, v3 = (
+        registry.register_adapter(NAME, *make_tiny_adapter(tmp_path / f"a{i}", i, 0.05), None, {})
+        for i in range(3)
+    )
     assert registry.promote_version(NAME, v1) is None
     assert registry.promote_version(NAME, v2) == v1
     assert registry.promote_version(NAME, v3) == v2
