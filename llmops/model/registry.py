@@ -10,6 +10,7 @@ through the promotion history.
 
 import importlib.metadata
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,12 +67,15 @@ def register_adapter(
         base_file.write_text(
             json.dumps({"ref": base.ref, "path": base.path, "sha256": base.sha256})
         )
+        # MLflow keeps the folder's own name under artifacts/; a fixed name lets resolve_alias
+        # find the adapter of any version.
+        staged = shutil.copytree(adapter_dir, Path(scratch) / "adapter")
         experiment_id = None if run_id else ensure_experiment(REGISTRY_EXPERIMENT)
         with mlflow.start_run(run_id=run_id, experiment_id=experiment_id, nested=run_id is None):
             info = mlflow.pyfunc.log_model(
                 name="adapter",
                 python_model=AdapterModel(),
-                artifacts={"adapter": str(adapter_dir), "base_ref": str(base_file)},
+                artifacts={"adapter": str(staged), "base_ref": str(base_file)},
                 # The whole package travels with the model, so a fresh process without this
                 # checkout can still import AdapterModel and the loading code.
                 code_paths=[str(_PACKAGE_DIR)],

@@ -1,0 +1,207 @@
+"""Prefect tasks of the evaluation flow: load the held-out split, score models, log results."""
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from peft import PeftModel
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+from tqdm.auto import tqdm
+
+from llmops.model import metrics
+from llmops.model.generation import generate_batch
+from llmops.model.loading import load_model, load_tokenizer, resolve_base
+from llmops.model.registry import adapter_sha256, resolve_alias
+from llmops.records import prompt_messages, reference_response
+from llmops.tracking import ensure_experiment, mlflow_client
+
+
+@dataclass(frozen=True)
+class ModelUnderTest:
+    """One model to score: a base reference plus an optional adapter, identified by hashes."""
+
+    label: str  # "candidate", "base" or "champion"
+    base_ref: str
+    adapter_dir: str | None = None
+    adapter_sha256: str | None = None  # part of the cache key: same folder, new weights = rescore
+    version: str | None = None  # registry version, for the champion
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    """A model's answers and per-example metric values on the evaluation examples."""
+
+    label: str
+    predictions: list[str]
+    per_example: dict[str, list[float]]
+
+
+@task
+def load_eval_split(dataset_dir: str, max_examples: int | None) -> tuple[str, pd.DataFrame]:
+    """Read a prepared dataset's manifest and held-out split; returns (dataset_id, records)."""
+    manifest_file = Path(dataset_dir) / "manifest.json"
+    if not manifest_file.exists():
+        raise FileNotFoundError(f"{dataset_dir} is not a prepared dataset (no manifest.json)")
+    manifest = json.loads(manifest_file.read_text())
+    records = pd.read_parquet(manifest["splits"]["eval"])
+    if records.empty:
+        raise ValueError(
+            f"the eval split of {manifest['dataset_id']} is empty: nothing to evaluate"
+        )
+    return manifest["dataset_id"], records.head(max_examples).reset_index(drop=True)
+
+
+@task
+def describe_candidate(base_ref: str, adapter_dir: str) -> ModelUnderTest:
+    """The fine-tuned candidate, identified by its adapter's weights hash."""
+    return ModelUnderTest("candidate", base_ref, adapter_dir, adapter_sha256(Path(adapter_dir)))
+
+
+@task
+def load_champion(registered_model: str) -> ModelUnderTest | None:
+    """The registry's current champion (downloaded locally), or None when there is none yet."""
+    champion = resolve_alias(registered_model)
+    if champion is None:
+        return None
+    return ModelUnderTest(
+        "champion",
+        champion.base_ref,
+        str(champion.adapter_dir),
+        adapter_sha256(champion.adapter_dir),
+        champion.version,
+    )
+
+
+@task(cache_policy=INPUTS + TASK_SOURCE, persist_result=True, cache_expiration=timedelta(days=30))
+def score_model(
+    model_ref: ModelUnderTest, records: pd.DataFrame, max_new_tokens: int, batch_size: int
+) -> ModelScores:
+    """Generate greedily for every record and score answers against references, plus the
+    response-token loss; cached on the model's hashes, the records and the settings."""
+    base = resolve_base(model_ref.base_ref)
+    tokenizer, model = load_tokenizer(base), load_model(base)
+    if model_ref.adapter_dir:
+        model = PeftModel.from_pretrained(model, model_ref.adapter_dir)
+    model.eval()
+    conversations = [list(m) for m in records["messages"]]
+    predictions: list[str] = []
+    for start in tqdm(
+        range(0, len(conversations), batch_size), desc=f"generate {model_ref.label}", unit="batch"
+    ):
+        batch = [prompt_messages(c) for c in conversations[start : start + batch_size]]
+        predictions += [
+            text for text, _, _ in generate_batch(model, tokenizer, batch, max_new_tokens)
+        ]
+    per_example = metrics.text_scores(predictions, [reference_response(c) for c in conversations])
+    per_example["eval_loss"] = metrics.response_nll(model, tokenizer, conversations, batch_size)
+    return ModelScores(model_ref.label, predictions, per_example)
+
+
+@task
+def compare_scores(
+    candidate: ModelScores, other: ModelScores, confidence: float, n_resamples: int
+) -> dict[str, metrics.Interval]:
+    """Paired bootstrap CIs of candidate minus `other`, per metric."""
+    return metrics.compare(candidate.per_example, other.per_example, confidence, n_resamples)
+
+
+@task
+def summarize_scores(scores: list[ModelScores]) -> dict[str, dict[str, float]]:
+    """Each model's mean metrics (plus perplexity), keyed by its label."""
+    return {s.label: metrics.summarize(s.per_example) for s in scores}
+
+
+@task
+def save_evaluation_run(
+    experiment: str,
+    dataset_path: str,
+    dataset_id: str,
+    records: pd.DataFrame,
+    scores: list[ModelScores],
+    intervals: dict[str, dict[str, metrics.Interval]],
+    candidate: ModelUnderTest,
+    champion: ModelUnderTest | None,
+    training_run_id: str | None,
+) -> str:
+    """Log metrics, CIs, the per-example outputs table and the dataset input to a new MLflow
+    run; returns its id."""
+    mlflow_client()
+    table = _outputs_table(records, scores)
+    with mlflow.start_run(experiment_id=ensure_experiment(experiment)) as run:
+        mlflow.set_tags(
+            {
+                "dataset_id": dataset_id,
+                "base_ref": candidate.base_ref,
+                "adapter_dir": candidate.adapter_dir or "",
+                "adapter_sha256": candidate.adapter_sha256 or "",
+                "champion_version": champion.version if champion else "",
+                "training_run_id": training_run_id or "",
+            }
+        )
+        dataset = mlflow.data.from_pandas(
+            table[["record_id", "prompt", "reference"]],
+            source=dataset_path,
+            name=dataset_id,
+            targets="reference",
+        )
+        mlflow.log_input(dataset, context="evaluation")
+        for s in scores:
+            mlflow.log_metrics(
+                {f"{s.label}.{k}": v for k, v in metrics.summarize(s.per_example).items()}
+            )
+        for other, by_metric in intervals.items():
+            for name, ci in by_metric.items():
+                prefix = f"diff_vs_{other}.{name}"
+                mlflow.log_metrics(
+                    {prefix: ci.diff, f"{prefix}.ci_low": ci.low, f"{prefix}.ci_high": ci.high}
+                )
+        mlflow.log_table(table, artifact_file="eval_outputs.json")
+        return run.info.run_id
+
+
+@task
+def publish_evaluation_table(
+    summaries: dict[str, dict[str, float]],
+    intervals: dict[str, dict[str, metrics.Interval]],
+    run_id: str,
+) -> list[dict[str, str]]:
+    """Create the Prefect table artifact: one row per metric, every model, CIs of the gain."""
+    rows = []
+    for name in summaries["candidate"]:
+        row = {"metric": name} | {m: f"{v[name]:.4f}" for m, v in summaries.items()}
+        for other, by_metric in intervals.items():
+            if name in by_metric:
+                ci = by_metric[name]
+                row[f"candidate - {other}"] = f"{ci.diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]"
+        rows.append(row)
+    create_table_artifact(
+        table=rows,
+        key="evaluation-summary",
+        description=f"Candidate vs base vs champion on the held-out split (MLflow run {run_id}).",
+    )
+    return rows
+
+
+def _outputs_table(records: pd.DataFrame, scores: list[ModelScores]) -> pd.DataFrame:
+    """One row per example: prompt, reference, and each model's answer and ROUGE-L."""
+    table = pd.DataFrame(
+        {
+            "record_id": records["record_id"].astype(str),
+            "prompt": [json.dumps(prompt_messages(list(m))) for m in records["messages"]],
+            "reference": [reference_response(list(m)) for m in records["messages"]],
+        }
+    )
+    for s in scores:
+        table[f"{s.label}_answer"] = s.predictions
+        table[f"{s.label}_rougeL"] = s.per_example["rougeL"]
+    return table
+
+
+def interval_dict(intervals: dict[str, metrics.Interval]) -> dict[str, dict[str, float]]:
+    """JSON-friendly form of intervals, for flow results and parameters."""
+    return {k: asdict(v) for k, v in intervals.items()}

@@ -1,0 +1,70 @@
+"""The evaluation flow end to end on the tiny model: real Prefect, real MLflow on SQLite."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from model_support import make_tiny_adapter, write_tiny_dataset
+
+from flows.evaluate import EvaluateConfig, evaluate
+from llmops.model import registry
+
+
+@pytest.fixture
+def config(tmp_path: Path, llmops_home: Path, prefect_harness: None) -> EvaluateConfig:
+    adapter_dir, _ = make_tiny_adapter(tmp_path / "candidate", seed=1, scale=0.5)
+    return EvaluateConfig.from_profile(
+        "tiny", dataset=str(write_tiny_dataset(tmp_path / "datasets")), adapter_dir=str(adapter_dir)
+    )
+
+
+def test_evaluate_logs_metrics_table_and_dataset(config: EvaluateConfig) -> None:
+    from prefect.artifacts import Artifact
+
+    result = evaluate(config)
+    assert result["dataset_id"] == "tiny-16-6" and result["examples"] == 6
+    assert result["champion_version"] is None and set(result["intervals"]) == {"base"}
+    assert set(result["metrics"]) == {"candidate", "base"}
+    for metric in ("bleu", "rouge1", "rouge2", "rougeL", "exact_match", "eval_loss", "perplexity"):
+        assert metric in result["metrics"]["candidate"]
+    ci = result["intervals"]["base"]["rougeL"]
+    assert ci["low"] <= ci["diff"] <= ci["high"]
+
+    run = mlflow.get_run(result["run_id"])
+    assert run.data.tags["dataset_id"] == "tiny-16-6"
+    assert "diff_vs_base.eval_loss.ci_low" in run.data.metrics
+    assert run.data.metrics["candidate.eval_loss"] == pytest.approx(
+        result["metrics"]["candidate"]["eval_loss"]
+    )
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["tiny-16-6"]
+    table = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id, artifact_path="eval_outputs.json"
+            )
+        ).read_text()
+    )
+    assert len(table["data"]) == 6 and "candidate_answer" in table["columns"]
+
+    artifact = Artifact.get("evaluation-summary")
+    assert artifact is not None and "rougeL" in str(artifact.data)
+
+
+def test_evaluate_compares_with_the_champion(config: EvaluateConfig, tmp_path: Path) -> None:
+    champion_dir, base = make_tiny_adapter(tmp_path / "champion", seed=2, scale=0.5)
+    version = registry.register_adapter(config.registered_model, champion_dir, base, None, {})
+    registry.promote_version(config.registered_model, version)
+
+    result = evaluate(config)
+    assert result["champion_version"] == version
+    assert set(result["intervals"]) == {"base", "champion"}
+    assert set(result["metrics"]) == {"candidate", "base", "champion"}
+
+
+def test_evaluate_rejects_a_folder_that_is_not_a_dataset(
+    config: EvaluateConfig, tmp_path: Path
+) -> None:
+    bad = config.model_copy(update={"dataset": str(tmp_path)})
+    with pytest.raises(FileNotFoundError, match="not a prepared dataset"):
+        evaluate(bad)
