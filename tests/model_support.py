@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from peft import LoraConfig, get_peft_model
 
-from llmops.model.loading import BaseModel, load_model, resolve_base
+from llmops.model.loading import BaseModel, load_model, load_tokenizer, resolve_base
 from llmops.records import instruction_to_messages
 
 # A tiny support domain: every answer follows a fixed pattern, so a few LoRA steps can learn it.
@@ -63,3 +63,30 @@ def write_tiny_dataset(root: Path, n_train: int = 16, n_eval: int = 6) -> Path:
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
+
+
+def train_tiny_adapter(out: Path, dataset: Path, steps: int, seed: int = 0) -> Path:
+    """A LoRA adapter on the tiny model trained for `steps` full-batch steps on the train split:
+    a candidate that really is better than the base (lower eval loss). Plain torch, so these
+    tests do not depend on the fine-tuning flow."""
+    base = resolve_base("tiny-random")
+    tokenizer = load_tokenizer(base)
+    torch.manual_seed(seed)
+    model = get_peft_model(
+        load_model(base, torch.device("cpu")),
+        LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
+    texts = [
+        tokenizer.apply_chat_template(list(m), tokenize=False)
+        for m in pd.read_parquet(dataset / "train.parquet")["messages"]
+    ]
+    tokenizer.padding_side = "right"
+    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+    model.save_pretrained(out)
+    return out

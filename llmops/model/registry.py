@@ -11,6 +11,7 @@ through the promotion history.
 import importlib.metadata
 import json
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,31 @@ def adapter_sha256(adapter_dir: Path) -> str:
     if not (Path(adapter_dir) / "adapter_config.json").exists() or not weights:
         raise FileNotFoundError(f"{adapter_dir} is not a PEFT adapter folder (no adapter_config)")
     return file_sha256(weights[0])
+
+
+def code_version() -> str:
+    """The git commit of this checkout (with "-dirty" for local changes), else the package
+    version: what a version tag needs to rebuild the candidate."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=_PACKAGE_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=_PACKAGE_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return f"llmops=={importlib.metadata.version('llmops')}"
+    return f"{sha}-dirty" if dirty else sha
 
 
 def set_alias(model_name: str, alias: str, version: str) -> None:
