@@ -1,7 +1,126 @@
-"""`llmops` subcommands for the model area."""
+"""`llmops` subcommands for the model area: evaluate, promote, rollback, and `run` (the main job).
+
+Flows are imported inside the commands so that `llmops --help` stays fast.
+"""
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+
+from llmops.home import project_home
+
+Profile = Annotated[str, typer.Option(help="Settings profile: tiny, cpu or gpu.")]
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to the `llmops` app."""
+    app.command(name="evaluate")(evaluate_command)
+    app.command(name="promote")(promote_command)
+    app.command(name="rollback")(rollback_command)
+    app.command(name="run")(run_command)
+
+
+def evaluate_command(
+    dataset: Annotated[Path, typer.Option(help="Prepared dataset folder (has manifest.json).")],
+    adapter: Annotated[Path, typer.Option(help="The candidate's LoRA adapter folder.")],
+    profile: Profile = "cpu",
+    base_model: Annotated[
+        str | None, typer.Option(help="Base model the adapter was trained on.")
+    ] = None,
+    max_examples: Annotated[
+        int | None, typer.Option(help="Evaluate only the first N held-out examples.")
+    ] = None,
+) -> None:
+    """Compare a candidate adapter with the base model and the current champion."""
+    from flows.evaluate import EvaluateConfig, evaluate
+
+    config = EvaluateConfig.from_profile(
+        profile,
+        dataset=str(dataset),
+        adapter_dir=str(adapter),
+        base_model=base_model,
+        max_examples=max_examples,
+    )
+    result = _run(evaluate, config)
+    typer.echo(json.dumps(result, indent=2))
+    typer.echo(f"\nPromote it with: llmops promote --evaluation-run {result['run_id']}")
+
+
+def promote_command(
+    evaluation_run: Annotated[str, typer.Option(help="MLflow run id printed by `evaluate`.")],
+    profile: Profile = "cpu",
+    require_approval: Annotated[
+        bool | None,
+        typer.Option(
+            "--require-approval/--no-approval",
+            help="Pause for an operator's approval in the Prefect UI (needs a Prefect server).",
+        ),
+    ] = None,
+) -> None:
+    """Register an evaluated candidate; make it champion if it passes the gate."""
+    from flows.promote import PromoteConfig, promote
+
+    config = PromoteConfig.from_profile(
+        profile, evaluation_run_id=evaluation_run, require_approval=require_approval
+    )
+    result = _run(promote, config)
+    _echo_decision(result)
+
+
+def rollback_command(
+    profile: Profile = "cpu",
+    registered_model: Annotated[
+        str | None, typer.Option(help="Registered model name (default: the profile's).")
+    ] = None,
+) -> None:
+    """Make the previous champion the champion again."""
+    from flows.rollback import RollbackConfig, rollback
+
+    result = _run(rollback, RollbackConfig.from_profile(profile, registered_model=registered_model))
+    typer.echo(
+        f"{result['registered_model']}: v{result['rolled_back']} rolled back, "
+        f"v{result['champion']} is champion again."
+    )
+
+
+def run_command(profile: Profile = "cpu") -> None:
+    """The main job: prepare the bundled sample data, fine-tune, evaluate, gate and promote."""
+    from flows.training_pipeline import TrainingPipelineConfig, training_pipeline
+
+    summary = _run(training_pipeline, TrainingPipelineConfig.from_profile(profile))
+    home = project_home()
+    typer.echo("\n=== training pipeline finished ===")
+    typer.echo(f"dataset:          {summary['dataset_id']}")
+    typer.echo(f"training run:     {summary['training_run_id']}")
+    typer.echo(f"evaluation run:   {summary['evaluation_run_id']}")
+    typer.echo("candidate vs base (mean, candidate - base [CI]):")
+    for metric, ci in summary["candidate_minus_base"].items():
+        typer.echo(
+            f"  {metric:<22} {summary['candidate'][metric]:9.4f} vs {summary['base'][metric]:9.4f}"
+            f"   {ci['diff']:+.4f} [{ci['low']:+.4f}, {ci['high']:+.4f}]"
+        )
+    _echo_decision(summary)
+    typer.echo(
+        "\nSee it in the UIs:\n"
+        f"  MLflow:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}\n"
+        f"  Prefect: PREFECT_HOME={home / 'prefect'} .venv/bin/prefect server start"
+    )
+
+
+def _echo_decision(result: dict[str, Any]) -> None:
+    verdict = "PROMOTED to champion" if result["promoted"] else "REJECTED (champion unchanged)"
+    typer.echo(f"model version:    {result['registered_model']} v{result['version']}")
+    typer.echo(f"gate decision:    {verdict} (compared with the {result['compared_to']})")
+    for reason in result["reasons"]:
+        typer.echo(f"  - {reason}")
+
+
+def _run(flow_fn: Any, config: Any) -> dict[str, Any]:
+    """Run a flow in-process; bad input becomes a one-line error and exit code 1."""
+    try:
+        return flow_fn(config)
+    except (FileNotFoundError, ValueError, LookupError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
