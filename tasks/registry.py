@@ -120,7 +120,9 @@ def await_approval(decision: GateDecision, summary: str, timeout_s: int) -> Gate
     rejects. (Not a task: only a flow run can be paused.)"""
     create_markdown_artifact(summary, key="promotion-approval-request")
     try:
-        answer = pause_flow_run(wait_for_input=ApprovalInput, timeout=timeout_s)
+        answer = pause_flow_run(
+            wait_for_input=ApprovalInput, timeout=timeout_s, poll_interval=min(10, timeout_s)
+        )
     except FlowPauseTimeout:
         return replace(
             decision, passed=False, reasons=[*decision.reasons, f"no approval in {timeout_s}s"]

@@ -74,3 +74,16 @@ def test_promote_rejects_a_missing_evaluation_run(dataset: Path) -> None:
 def test_rollback_without_history_is_a_clear_error(dataset: Path) -> None:
     with pytest.raises(LookupError, match="nothing to roll back"):
         rollback(RollbackConfig.from_profile("tiny"))
+
+
+def test_unanswered_approval_means_reject(dataset: Path, tmp_path: Path) -> None:
+    adapter = train_tiny_adapter(tmp_path / "a", dataset, steps=20)
+    evaluation = evaluate(
+        EvaluateConfig.from_profile("tiny", dataset=str(dataset), adapter_dir=str(adapter))
+    )
+    config = PromoteConfig.from_profile(
+        "tiny", evaluation_run_id=evaluation["run_id"], require_approval=True, approval_timeout_s=2
+    )
+    result = promote(config)
+    assert not result["promoted"] and result["reasons"][-1] == "no approval in 2s"
+    assert registry.alias_version(config.registered_model, registry.CHAMPION) is None
