@@ -112,25 +112,17 @@ def code_version() -> str:
     """The git commit of this checkout (with "-dirty" for local changes), else the package
     version: what a version tag needs to rebuild the candidate."""
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=_PACKAGE_DIR,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=_PACKAGE_DIR,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
+        sha = _git("rev-parse", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return f"llmops=={importlib.metadata.version('llmops')}"
     return f"{sha}-dirty" if dirty else sha
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=_PACKAGE_DIR, capture_output=True, text=True, check=True, timeout=10
+    ).stdout.strip()
 
 
 def set_alias(model_name: str, alias: str, version: str) -> None:
