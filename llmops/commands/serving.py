@@ -1,7 +1,77 @@
-"""`llmops` subcommands for the serving area."""
+"""`llmops` subcommands for the serving area: serve, feedback export, monitor."""
 
 import typer
+
+PROFILE_HELP = "Profile under profiles/<flow>/ (tiny, cpu, gpu)."
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to the `llmops` app."""
+    app.command("serve")(serve)
+    app.command("monitor")(monitor)
+    feedback = typer.Typer(help="Human feedback collected by `llmops serve`.", no_args_is_help=True)
+    feedback.command("export")(export)
+    app.add_typer(feedback, name="feedback")
+
+
+def serve(
+    profile: str = typer.Option("cpu", help=PROFILE_HELP),
+    host: str | None = typer.Option(None, help="Interface to bind."),
+    port: int | None = typer.Option(None, help="TCP port."),
+    registered_model: str | None = typer.Option(None, help="MLflow registered model to serve."),
+    alias: str | None = typer.Option(None, help="Registry alias to serve (default champion)."),
+    inference_log: str | None = typer.Option(None, help="Inference log folder or s3:// prefix."),
+    no_api_key: bool = typer.Option(
+        False, "--no-api-key", help="Accept requests without a key (local experiments only)."
+    ),
+) -> None:
+    """Serve the champion over an OpenAI-compatible API (key from $LLMOPS_API_KEY)."""
+    from flows.serve import ServeConfig
+    from flows.serve import serve as serve_flow
+
+    config = ServeConfig.from_profile(
+        profile,
+        host=host,
+        port=port,
+        registered_model=registered_model,
+        alias=alias,
+        inference_log=inference_log,
+        require_api_key=False if no_api_key else None,
+    )
+    serve_flow(config)
+
+
+def export(
+    output: str = typer.Option(..., help="JSON Lines file to write the training records to."),
+    inference_log: str | None = typer.Option(None, help="Inference log folder or s3:// prefix."),
+    min_score: float = typer.Option(
+        1.0, min=0.0, max=1.0, help="Keep answers scored at least this."
+    ),
+) -> None:
+    """Turn corrected and highly rated answers into training records for `llmops prepare`."""
+    from tasks.feedback import default_inference_log, export_feedback
+
+    result = export_feedback(inference_log or default_inference_log(), output, min_score)
+    typer.echo(f"wrote {result['records']} records to {result['path']}")
+
+
+def monitor(
+    profile: str = typer.Option("cpu", help=PROFILE_HELP),
+    reference_dataset: str | None = typer.Option(
+        None, help="Prepared dataset folder the champion was trained on."
+    ),
+    registered_model: str | None = typer.Option(None, help="MLflow registered model."),
+    inference_log: str | None = typer.Option(None, help="Inference log folder or s3:// prefix."),
+) -> None:
+    """Compare live traffic with the training data (Evidently); report drift."""
+    from flows.monitor import MonitorConfig
+    from flows.monitor import monitor as monitor_flow
+
+    config = MonitorConfig.from_profile(
+        profile,
+        reference_dataset=reference_dataset,
+        registered_model=registered_model,
+        inference_log=inference_log,
+    )
+    result = monitor_flow(config)
+    typer.echo(f"drift detected: {result['drift_detected']}; report: {result['report_html']}")

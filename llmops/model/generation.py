@@ -24,6 +24,21 @@ def generate_batch(
         tokenizer.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False)
         for c in conversations
     ]
+    return generate_texts(model, tokenizer, prompts, max_new_tokens, temperature)
+
+
+@torch.inference_mode()
+def generate_texts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    temperature: float = 0.0,
+) -> list[tuple[str, int, int]]:
+    """Continue each already-rendered prompt; returns (text, prompt_tokens, completion_tokens).
+
+    Raw text in, so `/v1/completions` can serve prompts that must not get a chat template.
+    """
     tokenizer.padding_side = "left"
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
         model.device

@@ -1,0 +1,1 @@
+"""Serving the champion: OpenAI-compatible API, dynamic batching, inference log, feedback."""

@@ -1,0 +1,390 @@
+"""The OpenAI-compatible REST app: chat/completions (with SSE streaming), models, feedback,
+health and Prometheus metrics, behind a bearer API key.
+
+Built by `create_app`; `flows/serve.py` runs it under uvicorn. Any OpenAI client works against
+`http://HOST:PORT/v1`.
+"""
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from llmops.serving.batching import (
+    DynamicBatcher,
+    GenerationRequest,
+    GenerationResult,
+    PromptTooLongError,
+)
+from llmops.serving.champion import ModelSlot
+from llmops.serving.store import InferenceStore, utc_now
+
+log = logging.getLogger("llmops.serving")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What the app enforces; filled from ServeConfig by the serve flow."""
+
+    api_key: str | None
+    max_body_bytes: int
+    max_tokens_limit: int
+    default_max_tokens: int
+    max_prompt_tokens: int
+    max_batch: int
+    batch_window_ms: float
+    log_prompts: bool = False
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatCompletionRequest(BaseModel):
+    # OpenAI clients send many optional knobs (top_p, n, ...); unknown ones are ignored.
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+
+
+class CompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    prompt: str | list[str]
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    stream: Literal[False] = False
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = Field(min_length=1, max_length=200)
+    rating: Literal["up", "down"] | None = Field(None, description="Thumbs up or down.")
+    score: float | None = Field(None, ge=0.0, le=1.0, description="A score in [0, 1].")
+    corrected_answer: str | None = Field(None, min_length=1, max_length=20_000)
+
+    @model_validator(mode="after")
+    def _needs_a_rating(self) -> "FeedbackRequest":
+        if self.rating is None and self.score is None and self.corrected_answer is None:
+            raise ValueError("give a rating, a score or a corrected_answer")
+        return self
+
+
+class _Metrics:
+    """Prometheus series for one app (own registry, so several apps in a process don't clash)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "llmops_requests",
+            "Requests by endpoint and status",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "llmops_request_latency_seconds",
+            "End-to-end latency",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.tokens = Counter("llmops_tokens", "Tokens processed", ["kind"], registry=self.registry)
+        self.errors = Counter(
+            "llmops_errors", "Failed requests", ["endpoint"], registry=self.registry
+        )
+        self.batch = Histogram(
+            "llmops_batch_size",
+            "Requests per generate batch",
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+        )
+        self.version = Gauge(
+            "llmops_model_info",
+            "Served model version",
+            ["model", "version"],
+            registry=self.registry,
+        )
+
+
+def _error(status: int, message: str, kind: str) -> JSONResponse:
+    """An error body in OpenAI's shape, which its clients turn into typed exceptions."""
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "code": status}}, status_code=status
+    )
+
+
+def create_app(
+    settings: ServerSettings,
+    slot: ModelSlot,
+    store: InferenceStore,
+    on_feedback: Callable[[dict[str, Any]], None] | None = None,
+) -> FastAPI:
+    """The app serving `slot`'s model, logging to `store`, calling `on_feedback` per feedback."""
+    batcher = DynamicBatcher(
+        slot, store, settings.max_batch, settings.batch_window_ms, settings.max_prompt_tokens
+    )
+    metrics = _Metrics()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        worker = asyncio.create_task(batcher.run())
+        yield
+        worker.cancel()
+        batcher.executor.shutdown(wait=True)
+
+    app = FastAPI(title="llmops serving", lifespan=lifespan)
+    app.state.batcher = batcher
+
+    async def require_key(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        # compare_digest: the time taken must not reveal how much of the key matched.
+        ok = scheme.lower() == "bearer" and hmac.compare_digest(
+            given.encode(), settings.api_key.encode()
+        )
+        if not ok:
+            raise HTTPException(401, "missing or wrong API key (Authorization: Bearer <key>)")
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[..., Any]) -> Response:
+        declared = request.headers.get("content-length")
+        # Without a declared length (chunked upload) the body is read once and measured.
+        size = int(declared) if declared is not None else len(await request.body())
+        if size > settings.max_body_bytes:
+            return _error(413, f"request body over {settings.max_body_bytes} bytes", "too_large")
+        return await call_next(request)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
+        kinds = {401: "authentication_error", 404: "not_found", 413: "too_large"}
+        return _error(
+            error.status_code,
+            str(error.detail),
+            kinds.get(error.status_code, "invalid_request_error"),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in error.errors()
+        )
+        return _error(422, problems, "invalid_request_error")
+
+    def budget(requested: int | None) -> int:
+        max_tokens = requested or settings.default_max_tokens
+        if max_tokens > settings.max_tokens_limit:
+            raise HTTPException(
+                422,
+                f"max_tokens={max_tokens} is over this server's limit {settings.max_tokens_limit}",
+            )
+        return max_tokens
+
+    async def answer(request: GenerationRequest) -> GenerationResult:
+        started = time.perf_counter()
+        try:
+            result = await batcher.submit(request)
+        except PromptTooLongError as error:
+            metrics.requests.labels(request.endpoint, "413").inc()
+            raise HTTPException(413, str(error)) from error
+        except Exception as error:
+            metrics.errors.labels(request.endpoint).inc()
+            metrics.requests.labels(request.endpoint, "500").inc()
+            log.exception("request %s failed", request.request_id)
+            raise HTTPException(500, f"generation failed (request {request.request_id})") from error
+        metrics.requests.labels(request.endpoint, "200").inc()
+        metrics.latency.labels(request.endpoint).observe(time.perf_counter() - started)
+        metrics.tokens.labels("prompt").inc(result.prompt_tokens)
+        metrics.tokens.labels("completion").inc(result.completion_tokens)
+        # Operators see ids, sizes and timing; the prompt only when they opted in.
+        prompt = f" prompt={request.prompt!r}" if settings.log_prompts else ""
+        log.info(
+            "served %s v%s prompt_tokens=%d completion_tokens=%d latency_ms=%.0f%s",
+            result.request_id,
+            result.model_version,
+            result.prompt_tokens,
+            result.completion_tokens,
+            result.latency_ms,
+            prompt,
+        )
+        return result
+
+    def usage(result: GenerationResult) -> dict[str, int]:
+        return {
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "total_tokens": result.prompt_tokens + result.completion_tokens,
+        }
+
+    def finish_reason(result: GenerationResult, max_tokens: int) -> str:
+        return "length" if result.completion_tokens >= max_tokens else "stop"
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": slot.model_name, "version": slot.version}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        metrics.version.clear()
+        metrics.version.labels(slot.model_name, slot.version).set(1)
+        for size in batcher.batch_sizes:
+            metrics.batch.observe(size)
+        batcher.batch_sizes.clear()
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models", dependencies=[Depends(require_key)])
+    async def models() -> dict[str, Any]:
+        # Checked on the generation thread, so the answer is the version the next batch uses.
+        await batcher.call(slot.refresh)
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": slot.model_name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "llmops",
+                    "version": slot.version,
+                    "alias": slot.alias,
+                }
+            ],
+        }
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(require_key)])
+    async def chat(body: ChatCompletionRequest) -> Any:
+        max_tokens = budget(body.max_completion_tokens or body.max_tokens)
+        request = GenerationRequest(
+            [m.model_dump() for m in body.messages], max_tokens, body.temperature, "chat"
+        )
+        result = await answer(request)
+        created = int(time.time())
+        head = {
+            "id": result.request_id,
+            "created": created,
+            "model": slot.model_name,
+            "system_fingerprint": f"v{result.model_version}",
+        }
+        if not body.stream:
+            return {
+                **head,
+                "object": "chat.completion",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": result.text},
+                        "finish_reason": finish_reason(result, max_tokens),
+                    }
+                ],
+                "usage": usage(result),
+            }
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
+        return StreamingResponse(
+            _sse_chunks(
+                head, result, finish_reason(result, max_tokens), include_usage and usage(result)
+            ),
+            media_type="text/event-stream",
+            headers={"X-Request-Id": result.request_id},
+        )
+
+    @app.post("/v1/completions", dependencies=[Depends(require_key)])
+    async def complete(body: CompletionRequest) -> dict[str, Any]:
+        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        if len(prompts) != 1:
+            raise HTTPException(422, "prompt: send exactly one prompt per request")
+        max_tokens = budget(body.max_tokens)
+        result = await answer(
+            GenerationRequest(prompts[0], max_tokens, body.temperature, "completions")
+        )
+        return {
+            "id": result.request_id,
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": slot.model_name,
+            "system_fingerprint": f"v{result.model_version}",
+            "choices": [
+                {
+                    "index": 0,
+                    "text": result.text,
+                    "logprobs": None,
+                    "finish_reason": finish_reason(result, max_tokens),
+                }
+            ],
+            "usage": usage(result),
+        }
+
+    @app.post("/v1/feedback", dependencies=[Depends(require_key)])
+    async def feedback(body: FeedbackRequest) -> dict[str, Any]:
+        logged = await asyncio.to_thread(store.find_request, body.request_id)
+        if logged is None:
+            raise HTTPException(404, f"no logged request with id {body.request_id!r}")
+        score = (
+            body.score
+            if body.score is not None
+            else {"up": 1.0, "down": 0.0}.get(body.rating or "")
+        )
+        row = {
+            "timestamp": utc_now(),
+            "request_id": body.request_id,
+            "model_version": logged["model_version"],
+            "rating": body.rating,
+            "score": score,
+            "correction": body.corrected_answer,
+        }
+        await asyncio.to_thread(store.append_feedback, row)
+        if on_feedback is not None:
+            await asyncio.to_thread(on_feedback, row)
+        return {"object": "feedback", "stored": True, **row}
+
+    return app
+
+
+async def _sse_chunks(
+    head: dict[str, Any], result: GenerationResult, finish: str, usage: dict[str, int] | bool
+) -> AsyncIterator[str]:
+    """The answer as chat.completion.chunk server-sent events, then [DONE].
+
+    Batched generation finishes a whole answer at once, so the chunks are word pieces of the
+    finished text: the wire format is OpenAI's, the first byte arrives after generation.
+    """
+
+    def event(delta: dict[str, Any], reason: str | None, **extra: Any) -> str:
+        chunk = {
+            **head,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": reason}],
+            **extra,
+        }
+        return f"data: {json.dumps(chunk)}\n\n"
+
+    yield event({"role": "assistant", "content": ""}, None)
+    words = result.text.split(" ")
+    for i, word in enumerate(words):
+        yield event({"content": word if i == 0 else " " + word}, None)
+    yield event({}, finish)
+    if usage:
+        tail = {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+        yield f"data: {json.dumps(tail)}\n\n"
+    yield "data: [DONE]\n\n"

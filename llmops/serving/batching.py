@@ -1,0 +1,176 @@
+"""Dynamic batching: concurrent requests share one `generate` call, off the event loop.
+
+A worker coroutine waits for the first queued request, then gathers more for at most
+`window_ms` (or until `max_batch`), and runs the batch on a single generation thread. Requests
+with different (max_tokens, temperature) go into separate generate calls of the same round.
+While a batch runs, new requests queue up and form the next batch.
+
+Written by hand because the serving libraries that batch (vLLM, TGI, Ray Serve) are whole
+servers with their own model loading, not a component we can put behind our FastAPI app.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmops.serving.champion import ModelSlot
+from llmops.serving.store import InferenceStore, utc_now
+
+log = logging.getLogger(__name__)
+
+
+class PromptTooLongError(ValueError):
+    """The rendered prompt has more tokens than the server accepts."""
+
+
+@dataclass
+class GenerationRequest:
+    """One request waiting for its answer. `prompt` is chat messages or raw completion text."""
+
+    prompt: list[dict[str, str]] | str
+    max_tokens: int
+    temperature: float
+    endpoint: str
+    request_id: str = field(default_factory=lambda: f"req-{uuid.uuid4().hex}")
+    received: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """What a request gets back."""
+
+    request_id: str
+    model_version: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+
+
+class DynamicBatcher:
+    """Queue requests, answer them in batches on one thread, log every answered request."""
+
+    def __init__(
+        self,
+        slot: ModelSlot,
+        store: InferenceStore,
+        max_batch: int,
+        window_ms: float,
+        max_prompt_tokens: int,
+    ) -> None:
+        self.slot, self.store = slot, store
+        self.max_batch, self.window_s = max_batch, window_ms / 1000
+        self.max_prompt_tokens = max_prompt_tokens
+        # One thread: torch already uses every core per call, and the slot must not swap mid-batch.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+        self.queue: asyncio.Queue[tuple[GenerationRequest, asyncio.Future[GenerationResult]]] = (
+            asyncio.Queue()
+        )
+        self.batch_sizes: list[int] = []
+
+    async def submit(self, request: GenerationRequest) -> GenerationResult:
+        """Queue one request and wait for its answer."""
+        future: asyncio.Future[GenerationResult] = asyncio.get_running_loop().create_future()
+        await self.queue.put((request, future))
+        return await future
+
+    async def call(self, fn: Any, *args: Any) -> Any:
+        """Run `fn` on the generation thread (e.g. a model refresh), in order with batches."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def run(self) -> None:
+        """Serve batches until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            deadline = loop.time() + self.window_s
+            while len(batch) < self.max_batch:
+                timeout = deadline - loop.time()
+                if timeout <= 0 and self.queue.empty():
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), max(timeout, 0)))
+                except TimeoutError:
+                    break
+            self.batch_sizes.append(len(batch))
+            live = [(r, f) for r, f in batch if not f.cancelled()]
+            outcomes = await loop.run_in_executor(self.executor, self._answer, [r for r, _ in live])
+            for (_, future), outcome in zip(live, outcomes, strict=True):
+                if future.cancelled():
+                    continue
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+    def _answer(self, requests: list[GenerationRequest]) -> list[GenerationResult | Exception]:
+        """On the generation thread: refresh the model, generate per group, log the batch."""
+        outcomes: dict[int, GenerationResult | Exception] = {}
+        try:
+            self.slot.refresh()
+        except Exception:  # a broken new version must not take the server down
+            log.exception("hot swap failed; still serving version %s", self.slot.version)
+        groups: dict[tuple[int, float], list[tuple[int, str]]] = defaultdict(list)
+        for index, request in enumerate(requests):
+            prompt = (
+                request.prompt
+                if isinstance(request.prompt, str)
+                else self.slot.render_chat(request.prompt)
+            )
+            n_tokens = self.slot.count_tokens(prompt)
+            if n_tokens > self.max_prompt_tokens:
+                outcomes[index] = PromptTooLongError(
+                    f"prompt has {n_tokens} tokens; this server accepts at most "
+                    f"{self.max_prompt_tokens}"
+                )
+                continue
+            groups[(request.max_tokens, request.temperature)].append((index, prompt))
+        version = self.slot.version
+        for (max_tokens, temperature), members in groups.items():
+            try:
+                answers = self.slot.generate([p for _, p in members], max_tokens, temperature)
+            except Exception as error:  # reported to each caller as a 500, the server goes on
+                outcomes.update({index: error for index, _ in members})
+                continue
+            done = time.perf_counter()
+            for (index, _), (text, n_prompt, n_completion) in zip(members, answers, strict=True):
+                request = requests[index]
+                outcomes[index] = GenerationResult(
+                    request.request_id,
+                    version,
+                    text,
+                    n_prompt,
+                    n_completion,
+                    (done - request.received) * 1000,
+                )
+        self.store.append_requests(
+            _log_row(requests[i], outcome)
+            for i, outcome in sorted(outcomes.items())
+            if isinstance(outcome, GenerationResult)
+        )
+        return [outcomes[i] for i in range(len(requests))]
+
+
+def _log_row(request: GenerationRequest, result: GenerationResult) -> dict[str, Any]:
+    """The inference-log record of one answered request."""
+    messages = (
+        [{"role": "user", "content": request.prompt}]
+        if isinstance(request.prompt, str)
+        else request.prompt
+    )
+    return {
+        "timestamp": utc_now(),
+        "request_id": result.request_id,
+        "model_version": result.model_version,
+        "endpoint": request.endpoint,
+        "messages": messages,
+        "response": result.text,
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "latency_ms": round(result.latency_ms, 2),
+    }

@@ -1,0 +1,246 @@
+"""`llmops serve` end to end: the real OpenAI client against the real server on loopback.
+
+One server process (the CLI, running the `serve` flow) for the module; its MLflow store is a temp
+project home that this test process also writes to, to register versions and move the alias.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from model_support import make_tiny_adapter
+
+MODEL = "serve-test-assistant"
+KEY = "test-key-123"
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Server:
+    base_url: str
+    home: Path
+    client: openai.OpenAI
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _register(home: Path, seed: int, scale: float) -> str:
+    from llmops.model.registry import register_adapter, set_alias
+
+    adapter, base = make_tiny_adapter(home / f"adapter-{seed}", seed=seed, scale=scale)
+    version = register_adapter(MODEL, adapter, base, run_id=None, tags={"seed": str(seed)})
+    set_alias(MODEL, "champion", version)
+    return version
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[Server]:
+    from prefect.settings import PREFECT_API_URL
+
+    home = tmp_path_factory.mktemp("serve-home")
+    env = {
+        # The harness's server, so the test can read back the events the server process emits.
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        **os.environ,
+        "LLMOPS_HOME": str(home),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+        "LLMOPS_API_KEY": KEY,
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMOPS_HOME", env["LLMOPS_HOME"])
+        mp.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+        _register(home, seed=0, scale=0.0)
+        port = _free_port()
+        cmd = [sys.executable, "-m", "llmops.cli", "serve", "--profile", "tiny"]
+        cmd += ["--port", str(port), "--registered-model", MODEL]
+        log = (home / "server.log").open("w")
+        process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_healthy(base_url, process, home / "server.log")
+            client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=KEY, max_retries=0)
+            yield Server(base_url, home, client)
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+            log.close()
+
+
+def _wait_healthy(base_url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.5)
+    raise TimeoutError(log.read_text()[-3000:])
+
+
+def test_chat_completion_answers_and_reports_usage(server: Server) -> None:
+    reply = server.client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "How do I reset my password?"}]
+    )
+    assert reply.object == "chat.completion"
+    assert reply.choices[0].message.role == "assistant"
+    assert reply.usage.completion_tokens >= 1
+    assert reply.usage.prompt_tokens > 5
+    assert reply.id.startswith("req-")
+
+
+def test_streaming_chat_matches_the_non_streamed_answer(server: Server) -> None:
+    messages = [{"role": "user", "content": "Where is the export button?"}]
+    whole = server.client.chat.completions.create(model=MODEL, messages=messages)
+    stream = server.client.chat.completions.create(model=MODEL, messages=messages, stream=True)
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert chunks[-1].choices[0].finish_reason in {"stop", "length"}
+
+
+def test_completions_and_models(server: Server) -> None:
+    reply = server.client.completions.create(model=MODEL, prompt="Billing is", max_tokens=4)
+    assert reply.choices[0].finish_reason in {"stop", "length"}
+    assert 1 <= reply.usage.completion_tokens <= 4
+    models = server.client.models.list().data
+    assert [m.id for m in models] == [MODEL]
+
+
+def test_wrong_key_is_401(server: Server) -> None:
+    wrong = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="nope", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert httpx.get(f"{server.base_url}/v1/models").status_code == 401
+
+
+def test_oversized_requests_get_clear_4xx(server: Server) -> None:
+    huge = [{"role": "user", "content": "x" * 20_000}]  # over the tiny profile's 8 KiB body cap
+    with pytest.raises(openai.APIStatusError) as too_big:
+        server.client.chat.completions.create(model=MODEL, messages=huge)
+    assert too_big.value.status_code == 413
+    with pytest.raises(openai.UnprocessableEntityError, match="max_tokens"):
+        server.client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=10_000
+        )
+    long_prompt = [{"role": "user", "content": "word " * 1000}]  # under 8 KiB, over 256 tokens
+    with pytest.raises(openai.APIStatusError) as too_long:
+        server.client.chat.completions.create(model=MODEL, messages=long_prompt)
+    assert too_long.value.status_code == 413
+    assert "tokens" in too_long.value.message
+
+
+def test_metrics_count_requests_and_tokens(server: Server) -> None:
+    server.client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    text = httpx.get(f"{server.base_url}/metrics").text
+    assert 'llmops_requests_total{endpoint="chat",status="200"}' in text
+    assert 'llmops_tokens_total{kind="completion"}' in text
+    assert "llmops_request_latency_seconds_bucket" in text
+
+
+def test_feedback_round_trip_emits_event_and_exports_a_record(server: Server) -> None:
+    from tasks.feedback import export_feedback
+
+    question = [{"role": "user", "content": "How do I get a refund?"}]
+    reply = server.client.chat.completions.create(model=MODEL, messages=question)
+    stored = server.client.post(
+        "/feedback",
+        body={
+            "request_id": reply.id,
+            "rating": "down",
+            "corrected_answer": "Open Billing, choose Refund.",
+        },
+        cast_to=httpx.Response,
+    ).json()
+    assert stored["stored"] and stored["model_version"] == reply.system_fingerprint[1:]
+    with pytest.raises(openai.NotFoundError):
+        server.client.post(
+            "/feedback", body={"request_id": "req-nope", "rating": "up"}, cast_to=dict
+        )
+
+    out = server.home / "export" / "feedback.jsonl"
+    result = export_feedback.fn(str(server.home / "inference"), str(out))
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert result["records"] == 1
+    assert records == [
+        {
+            "id": f"feedback-{reply.id}",
+            "messages": [
+                *question,
+                {"role": "assistant", "content": "Open Billing, choose Refund."},
+            ],
+        }
+    ]
+    mine = _wait_for_event("llmops.feedback.received", "request_id", reply.id)
+    assert mine.resource["llmops.model.version"] == stored["model_version"]
+    assert mine.payload["has_correction"] is True
+
+
+def _wait_for_event(name: str, key: str, value: str) -> Any:
+    """The event carrying payload[key] == value; events reach the server asynchronously."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            page = client.read_events(EventFilter(event=EventNameFilter(name=[name])), limit=50)
+            found = [e for e in page.events if e.payload.get(key) == value]
+            if found:
+                return found[0]
+            time.sleep(0.5)
+    raise AssertionError(f"no {name} event with {key}={value}")
+
+
+def test_inference_log_keeps_every_request(server: Server) -> None:
+    from llmops.serving.store import InferenceStore
+
+    reply = server.client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "logged?"}]
+    )
+    logged = InferenceStore(str(server.home / "inference")).find_request(reply.id)
+    assert logged["messages"] == [{"role": "user", "content": "logged?"}]
+    assert logged["response"] == reply.choices[0].message.content
+    assert logged["completion_tokens"] == reply.usage.completion_tokens
+    assert logged["latency_ms"] > 0
+
+
+def test_hot_swap_under_concurrent_requests_fails_nothing(server: Server) -> None:
+    def ask(i: int) -> str:
+        reply = server.client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": f"question {i}"}]
+        )
+        return reply.system_fingerprint
+
+    before = server.client.models.list().data[0].version
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMOPS_HOME", str(server.home))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{server.home / 'mlflow.db'}")
+        with ThreadPoolExecutor(8) as pool:
+            early = [pool.submit(ask, i) for i in range(24)]
+            new_version = _register(server.home, seed=1, scale=0.5)
+            late = [pool.submit(ask, i) for i in range(24, 48)]
+            served = [f.result() for f in early + late]  # any failed request raises here
+    assert new_version != before
+    deadline = time.monotonic() + 30
+    while server.client.models.list().data[0].version != new_version:
+        assert time.monotonic() < deadline, "alias move not picked up"
+        time.sleep(0.2)
+    assert ask(99) == f"v{new_version}"
+    assert set(served) <= {f"v{before}", f"v{new_version}"}
