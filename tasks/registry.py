@@ -157,7 +157,12 @@ def publish_decision(
     previous: str | None,
 ) -> str:
     """Create the Prefect markdown artifact explaining the decision; returns its text."""
-    verdict = "PROMOTED to champion" if decision.passed else "REJECTED (champion unchanged)"
+    if not decision.passed:
+        verdict = "REJECTED (champion unchanged)"
+    elif previous is None and decision.compared_to == "champion":
+        verdict = "already champion (unchanged)"
+    else:
+        verdict = "PROMOTED to champion"
     lines = [
         f"# {registered_model} v{version}: {verdict}",
         "",
