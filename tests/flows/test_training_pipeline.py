@@ -1,0 +1,54 @@
+"""The main job on the tiny profile, end to end: real Prefect (test harness), real MLflow on
+SQLite, the tiny random model; a second run with unchanged data and config is cached."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llmops.model import registry
+from llmops.tracking import mlflow_client
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> Path:
+    """A small instruction-format JSONL file in a fixed answer style the tiny model can learn."""
+    from model_support import tiny_records
+
+    path = tmp_path / "support.jsonl"
+    rows = [
+        {"prompt": m[0]["content"], "response": m[1]["content"]}
+        for m in tiny_records(60)["messages"]
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_pipeline_runs_end_to_end_and_caches(
+    sources: Path, llmops_home: Path, prefect_harness: None
+) -> None:
+    from flows.training_pipeline import TrainingPipelineConfig, training_pipeline
+
+    config = TrainingPipelineConfig.from_profile("tiny", prepare={"sources": [str(sources)]})
+    first = training_pipeline(config)
+    name = config.promote.registered_model
+    assert first["dataset_id"] and first["training_run_id"] and first["evaluation_run_id"]
+    assert first["registered_model"] == name and first["compared_to"] == "base"
+    tags = registry.version_tags(name, first["version"])
+    assert tags["dataset_id"] == first["dataset_id"]
+    assert tags["gate_decision"] == ("passed" if first["promoted"] else "rejected")
+    assert set(first["candidate_minus_base"]) >= {"bleu", "rougeL", "eval_loss"}
+
+    second = training_pipeline(config)
+    # Same data and config: no retraining, the same registered version.
+    assert second["dataset_id"] == first["dataset_id"]
+    assert second["training_run_id"] == first["training_run_id"]
+    assert second["version"] == first["version"]
+    assert len(mlflow_client().search_model_versions(f"name='{name}'")) == 1
+
+
+def test_pipeline_config_rejects_disagreeing_stages() -> None:
+    from flows.training_pipeline import TrainingPipelineConfig
+
+    with pytest.raises(ValueError, match="registered_model"):
+        TrainingPipelineConfig.from_profile("tiny", promote={"registered_model": "other"})
