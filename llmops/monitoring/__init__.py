@@ -1,0 +1,1 @@
+"""Drift monitoring: sentence embeddings and Evidently reports over the inference log."""
