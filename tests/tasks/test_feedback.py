@@ -1,0 +1,73 @@
+"""Feedback export: corrected and well-rated chat answers become {id, messages} records."""
+
+import json
+from pathlib import Path
+
+from llmops.records import reference_response
+from llmops.serving.feedback import feedback_training_records
+from llmops.serving.store import InferenceStore, utc_now
+from tasks.feedback import export_feedback
+
+
+def _fill(store: InferenceStore) -> None:
+    def request(rid: str, endpoint: str = "chat") -> dict:
+        return {
+            "timestamp": utc_now(),
+            "request_id": rid,
+            "model_version": "2",
+            "endpoint": endpoint,
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": f"question {rid}"},
+            ],
+            "response": f"served {rid}",
+            "prompt_tokens": 9,
+            "completion_tokens": 3,
+            "latency_ms": 30.0,
+        }
+
+    store.append_requests(
+        [request("good"), request("fixed"), request("bad"), request("raw", "completions")]
+    )
+
+    def feedback(rid: str, score: float, correction: str | None = None) -> None:
+        store.append_feedback(
+            {
+                "timestamp": utc_now(),
+                "request_id": rid,
+                "model_version": "2",
+                "rating": None,
+                "score": score,
+                "correction": correction,
+            }
+        )
+
+    feedback("good", 0.2)
+    feedback("good", 1.0)  # the latest rating wins
+    feedback("fixed", 0.0, "the corrected answer")
+    feedback("bad", 0.0)
+    feedback("raw", 1.0)  # a raw completion is no conversation: never exported
+
+
+def test_export_writes_corrections_and_good_answers(tmp_path: Path) -> None:
+    log = tmp_path / "inference"
+    _fill(InferenceStore(str(log)))
+    out = tmp_path / "out" / "feedback.jsonl"
+    result = export_feedback.fn(str(log), str(out), min_score=0.8)
+    records = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert result == {"records": 2, "path": str(out)}
+    assert set(records) == {"feedback-good", "feedback-fixed"}
+    assert reference_response(records["feedback-fixed"]["messages"]) == "the corrected answer"
+    assert reference_response(records["feedback-good"]["messages"]) == "served good"
+    assert records["feedback-good"]["messages"][:2] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "question good"},
+    ]
+
+
+def test_threshold_decides_which_plain_ratings_count(tmp_path: Path) -> None:
+    store = InferenceStore(str(tmp_path))
+    _fill(store)
+    strict = feedback_training_records(store.read_requests(), store.read_feedback(), 1.01)
+    assert strict["record_id"].tolist() == ["feedback-fixed"]
+    assert list(strict.columns) == ["record_id", "source", "messages"]
