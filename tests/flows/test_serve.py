@@ -244,3 +244,17 @@ def test_hot_swap_under_concurrent_requests_fails_nothing(server: Server) -> Non
         time.sleep(0.2)
     assert ask(99) == f"v{new_version}"
     assert set(served) <= {f"v{before}", f"v{new_version}"}
+
+
+def test_serve_profiles_validate_and_limits_are_checked() -> None:
+    from pydantic import ValidationError
+
+    from flows.serve import ServeConfig
+
+    for profile in ("tiny", "cpu", "gpu"):
+        config = ServeConfig.from_profile(profile)
+        assert config.default_max_tokens <= config.max_tokens_limit
+    with pytest.raises(ValidationError, match="default_max_tokens"):
+        ServeConfig(default_max_tokens=100, max_tokens_limit=10)
+    with pytest.raises(ValidationError):
+        ServeConfig(max_batch=0)
