@@ -143,10 +143,15 @@ def create_app(
     on_feedback: Callable[[dict[str, Any]], None] | None = None,
 ) -> FastAPI:
     """The app serving `slot`'s model, logging to `store`, calling `on_feedback` per feedback."""
-    batcher = DynamicBatcher(
-        slot, store, settings.max_batch, settings.batch_window_ms, settings.max_prompt_tokens
-    )
     metrics = _Metrics()
+    batcher = DynamicBatcher(
+        slot,
+        store,
+        settings.max_batch,
+        settings.batch_window_ms,
+        settings.max_prompt_tokens,
+        on_batch=metrics.batch.observe,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -250,9 +255,6 @@ def create_app(
     async def prometheus() -> Response:
         metrics.version.clear()
         metrics.version.labels(slot.model_name, slot.version).set(1)
-        for size in batcher.batch_sizes:
-            metrics.batch.observe(size)
-        batcher.batch_sizes.clear()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models", dependencies=[Depends(require_key)])

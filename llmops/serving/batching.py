@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,8 +63,9 @@ class DynamicBatcher:
         max_batch: int,
         window_ms: float,
         max_prompt_tokens: int,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
-        self.slot, self.store = slot, store
+        self.slot, self.store, self.on_batch = slot, store, on_batch
         self.max_batch, self.window_s = max_batch, window_ms / 1000
         self.max_prompt_tokens = max_prompt_tokens
         # One thread: torch already uses every core per call, and the slot must not swap mid-batch.
@@ -71,7 +73,6 @@ class DynamicBatcher:
         self.queue: asyncio.Queue[tuple[GenerationRequest, asyncio.Future[GenerationResult]]] = (
             asyncio.Queue()
         )
-        self.batch_sizes: list[int] = []
 
     async def submit(self, request: GenerationRequest) -> GenerationResult:
         """Queue one request and wait for its answer."""
@@ -97,7 +98,8 @@ class DynamicBatcher:
                     batch.append(await asyncio.wait_for(self.queue.get(), max(timeout, 0)))
                 except TimeoutError:
                     break
-            self.batch_sizes.append(len(batch))
+            if self.on_batch is not None:
+                self.on_batch(len(batch))
             live = [(r, f) for r, f in batch if not f.cancelled()]
             outcomes = await loop.run_in_executor(self.executor, self._answer, [r for r, _ in live])
             for (_, future), outcome in zip(live, outcomes, strict=True):

@@ -152,6 +152,7 @@ def test_metrics_count_requests_and_tokens(server: Server) -> None:
     assert 'llmops_requests_total{endpoint="chat",status="200"}' in text
     assert 'llmops_tokens_total{kind="completion"}' in text
     assert "llmops_request_latency_seconds_bucket" in text
+    assert "llmops_batch_size_count" in text
 
 
 def test_feedback_round_trip_emits_event_and_exports_a_record(server: Server) -> None:

@@ -53,14 +53,13 @@ def test_concurrent_requests_share_batches_and_are_logged(
     versions: Versions, tmp_path: Path
 ) -> None:
     store = InferenceStore(str(tmp_path))
-    batcher = DynamicBatcher(
-        _slot(versions), store, max_batch=8, window_ms=50, max_prompt_tokens=256
-    )
+    sizes: list[int] = []
+    batcher = DynamicBatcher(_slot(versions), store, 8, 50, 256, on_batch=sizes.append)
     requests = [_ask(f"question {i}") for i in range(12)]
     results = asyncio.run(_serve(batcher, requests))
     assert [r.request_id for r in results] == [r.request_id for r in requests]
     assert all(1 <= r.completion_tokens <= 6 and r.model_version == "1" for r in results)
-    assert max(batcher.batch_sizes) == 8 and sum(batcher.batch_sizes) == 12
+    assert max(sizes) == 8 and sum(sizes) == 12
     logged = store.read_requests()
     assert sorted(logged["request_id"]) == sorted(r.request_id for r in requests)
     assert (logged["latency_ms"] > 0).all()
