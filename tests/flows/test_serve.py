@@ -259,3 +259,20 @@ def test_serve_profiles_validate_and_limits_are_checked() -> None:
         ServeConfig(default_max_tokens=100, max_tokens_limit=10)
     with pytest.raises(ValidationError):
         ServeConfig(max_batch=0)
+
+
+def test_api_key_comes_from_secret_block_or_environment(
+    prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.blocks.system import Secret
+
+    from flows.serve import load_api_key
+
+    Secret(value="from-block").save("serve-test-key", overwrite=True)
+    monkeypatch.setenv("SERVE_TEST_KEY", "from-env")
+    assert load_api_key.fn(True, "SERVE_TEST_KEY", "serve-test-key") == "from-block"
+    assert load_api_key.fn(True, "SERVE_TEST_KEY", None) == "from-env"
+    assert load_api_key.fn(False, "SERVE_TEST_KEY", None) is None
+    monkeypatch.delenv("SERVE_TEST_KEY")
+    with pytest.raises(ValueError, match=r"no API key in \$SERVE_TEST_KEY"):
+        load_api_key.fn(True, "SERVE_TEST_KEY", None)
