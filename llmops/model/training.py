@@ -1,0 +1,274 @@
+"""LoRA fine-tuning core: chat-formatted examples with response-only labels, padding-free
+batching, and a resumable transformers Trainer run. Plain Python, no Prefect.
+
+Batching: `packing=True` uses transformers' DataCollatorWithFlattening. A batch becomes one
+row of concatenated examples whose position_ids restart at 0 per example; the Llama attention
+masks derive a block-diagonal causal mask from those position_ids (only with use_cache off), so examples never attend to
+each other (tests/llmops/model/test_training.py checks packed loss == per-example loss). We
+chose it over greedy bin packing into fixed blocks because it wastes no tokens on padding at
+all and needs no custom attention mask. `packing=False` pads each batch to its longest example.
+"""
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+from transformers import (
+    AutoModelForCausalLM,
+    DataCollatorForSeq2Seq,
+    DataCollatorWithFlattening,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from llmops.model.loading import BaseModel, load_model, pick_device
+from llmops.records import Message, prompt_messages
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """What peft needs to build the adapter."""
+
+    rank: int
+    alpha: int
+    dropout: float
+    target_modules: list[str] | str
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation and bookkeeping settings of one training run."""
+
+    learning_rate: float
+    max_steps: int
+    batch_size: int
+    grad_accum: int
+    warmup_ratio: float
+    packing: bool
+    save_every: int
+    log_every: int
+    seed: int
+    qlora: bool = False
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Device and floating-point mode, decided in one place."""
+
+    device: torch.device
+    bf16: bool
+    fp16: bool
+
+    @property
+    def dtype(self) -> torch.dtype:
+        if self.bf16:
+            return torch.bfloat16
+        return torch.float16 if self.fp16 else torch.float32
+
+
+def pick_precision(device: torch.device | None = None) -> Precision:
+    """bf16 on CUDA when supported (fp16 otherwise), fp32 on CPU."""
+    device = device or pick_device()
+    if device.type != "cuda":
+        return Precision(device, bf16=False, fp16=False)
+    bf16 = torch.cuda.is_bf16_supported()
+    return Precision(device, bf16=bf16, fp16=not bf16)
+
+
+def encode_example(
+    tokenizer: PreTrainedTokenizerBase, messages: list[Message], max_seq_len: int
+) -> dict[str, list[int]] | None:
+    """Token ids of the chat-formatted conversation, with labels only on the final assistant
+    turn (-100 on the prompt); None when truncation leaves no response token to learn from."""
+    prompt = tokenizer.apply_chat_template(
+        prompt_messages(messages), add_generation_prompt=True, tokenize=False
+    )
+    full = tokenizer.apply_chat_template(list(messages), tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError("the chat template does not render the prompt as a prefix of the dialog")
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
+    input_ids = (prompt_ids + response_ids)[:max_seq_len]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + response_ids)[:max_seq_len]
+    if all(label == IGNORE_INDEX for label in labels):
+        return None
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def encode_examples(
+    tokenizer: PreTrainedTokenizerBase, conversations: Iterable[list[Message]], max_seq_len: int
+) -> tuple[list[dict[str, list[int]]], int]:
+    """Encode every conversation; return the usable examples and how many were dropped."""
+    encoded = [encode_example(tokenizer, list(m), max_seq_len) for m in conversations]
+    kept = [e for e in encoded if e is not None]
+    return kept, len(encoded) - len(kept)
+
+
+def make_collator(
+    tokenizer: PreTrainedTokenizerBase, packing: bool
+) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    """Padding-free flattening when packing, else right padding with -100 labels.
+
+    Our labels are built before collation, so EOS (== pad for SmolLM2) stays a trained target.
+    """
+    if packing:
+        return DataCollatorWithFlattening(return_position_ids=True)
+    tokenizer.padding_side = "right"
+    return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, padding=True)
+
+
+def build_lora_model(
+    base: BaseModel, lora: LoraSettings, precision: Precision, qlora: bool = False
+) -> PreTrainedModel:
+    """The base model with a fresh LoRA adapter; 4-bit QLoRA only on CUDA with bitsandbytes."""
+    if qlora and precision.device.type == "cuda":
+        from transformers import BitsAndBytesConfig  # needs bitsandbytes: CUDA-only path
+
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=precision.dtype
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            base.path, quantization_config=quantization, dtype=precision.dtype
+        )
+        model = prepare_model_for_kbit_training(model)
+    else:
+        model = load_model(base, precision.device, precision.dtype)
+    # Without a KV cache the attention masks read example boundaries from position_ids; with
+    # one (the default) flattened examples would silently attend to each other.
+    model.config.use_cache = False
+    config = LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+class ThroughputCallback(TrainerCallback):
+    """Adds tokens/s (response-and-prompt tokens, no padding) to every log and forwards the
+    logs to `sink`; the Trainer's own MLflow integration opens its own runs, we log to ours."""
+
+    def __init__(self, sink: Callable[[dict[str, float], int], None] | None = None) -> None:
+        self.sink = sink
+        self._last: tuple[float, int] | None = None
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
+    ) -> None:
+        self._last = (time.perf_counter(), state.num_input_tokens_seen)
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **_: Any,
+    ) -> None:
+        if logs is None or self._last is None:
+            return
+        now, tokens = time.perf_counter(), state.num_input_tokens_seen
+        if "loss" in logs and now > self._last[0]:
+            logs["tokens_per_second"] = (tokens - self._last[1]) / (now - self._last[0])
+        self._last = (now, tokens)
+        if self.sink is not None:
+            numbers = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
+            self.sink(numbers, state.global_step)
+
+
+def make_trainer(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[dict[str, list[int]]],
+    settings: TrainSettings,
+    precision: Precision,
+    output_dir: Path,
+    callbacks: list[TrainerCallback],
+) -> Trainer:
+    """A Trainer that checkpoints every `save_every` steps into `output_dir`."""
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum,
+        learning_rate=settings.learning_rate,
+        warmup_steps=settings.warmup_ratio,
+        lr_scheduler_type="cosine",
+        logging_steps=settings.log_every,
+        save_strategy="steps",
+        save_steps=settings.save_every,
+        save_total_limit=2,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        bf16=precision.bf16,
+        fp16=precision.fp16,
+        use_cpu=precision.device.type == "cpu",
+        report_to="none",
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+    )
+    return Trainer(
+        model=model,
+        args=args,
+        train_dataset=examples,
+        data_collator=make_collator(tokenizer, settings.packing),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
+def train_lora(
+    base: BaseModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[dict[str, list[int]]],
+    lora: LoraSettings,
+    settings: TrainSettings,
+    run_dir: Path,
+    callbacks: list[TrainerCallback] | None = None,
+    precision: Precision | None = None,
+) -> dict[str, Any]:
+    """Train (resuming from the last checkpoint in `run_dir/checkpoints` if any), save the
+    adapter alone to `run_dir/adapter`, and return the training metrics."""
+    precision = precision or pick_precision()
+    torch.manual_seed(settings.seed)
+    model = build_lora_model(base, lora, precision, settings.qlora)
+    checkpoints = run_dir / "checkpoints"
+    trainer = make_trainer(
+        model, tokenizer, examples, settings, precision, checkpoints, callbacks or []
+    )
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=last)
+    wall = time.perf_counter() - started
+    adapter_dir = run_dir / "adapter"
+    model.save_pretrained(adapter_dir)  # a PeftModel saves only the adapter weights + config
+    tokens = trainer.state.num_input_tokens_seen - trainer._initial_num_input_tokens_seen
+    return {
+        "train_loss": float(output.training_loss),
+        "global_step": int(output.global_step),
+        "resumed_from_step": _checkpoint_step(last),
+        "tokens_seen": int(trainer.state.num_input_tokens_seen),
+        "train_seconds": wall,
+        "tokens_per_second": tokens / wall if wall > 0 else 0.0,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+
+
+def _checkpoint_step(checkpoint: str | None) -> int:
+    """The step a checkpoint folder (checkpoint-<step>) was saved at; 0 for none."""
+    return int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0

@@ -1,0 +1,116 @@
+"""The fine-tuning core on the tiny random model: masking, packing, resume, adapter-only output."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from model_support import tiny_records
+from transformers import TrainerCallback
+
+from llmops.model.loading import load_tokenizer, resolve_base
+from llmops.model.training import (
+    IGNORE_INDEX,
+    LoraSettings,
+    TrainSettings,
+    build_lora_model,
+    encode_example,
+    encode_examples,
+    make_collator,
+    pick_precision,
+    train_lora,
+)
+from llmops.records import instruction_to_messages
+
+LORA = LoraSettings(rank=4, alpha=8, dropout=0.0, target_modules="all-linear")
+
+
+def settings(**overrides: object) -> TrainSettings:
+    values = dict(
+        learning_rate=1e-3,
+        max_steps=6,
+        batch_size=4,
+        grad_accum=1,
+        warmup_ratio=0.0,
+        packing=True,
+        save_every=2,
+        log_every=1,
+        seed=0,
+    )
+    return TrainSettings(**{**values, **overrides})
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(resolve_base("tiny-random"))
+
+
+def test_labels_cover_only_the_response(tokenizer) -> None:
+    messages = instruction_to_messages("What is 2+2?", "Four.", system="Be brief.")
+    example = encode_example(tokenizer, messages, max_seq_len=512)
+    assert example is not None
+    learned = [t for t, label in zip(example["input_ids"], example["labels"]) if label != -100]
+    assert example["labels"][0] == IGNORE_INDEX
+    # the response and its end-of-turn token (== pad for SmolLM2) are trained, nothing else
+    assert tokenizer.decode(learned).startswith("Four.<|im_end|>")
+    assert "What is" not in tokenizer.decode(learned)
+    first = example["labels"].index(next(v for v in example["labels"] if v != IGNORE_INDEX))
+    assert all(v != IGNORE_INDEX for v in example["labels"][first:])
+
+
+def test_examples_without_response_tokens_are_dropped(tokenizer) -> None:
+    long_prompt = instruction_to_messages("word " * 400, "ok")
+    kept, dropped = encode_examples(tokenizer, [long_prompt, instruction_to_messages("a", "b")], 64)
+    assert dropped == 1 and len(kept) == 1 and len(kept[0]["input_ids"]) <= 64
+
+
+def test_packed_loss_equals_per_example_loss(tokenizer) -> None:
+    """Flattened examples must not attend to each other: the summed token loss of one packed
+    row equals the sum of each example's loss computed alone."""
+    # a fresh adapter (B = 0) leaves the outputs equal to the base model's
+    model = build_lora_model(resolve_base("tiny-random"), LORA, pick_precision()).eval()
+    records = tiny_records(3)["messages"]
+    examples, _ = encode_examples(tokenizer, [list(m) for m in records], 256)
+    # vary the lengths so that a leak across examples would change the result
+    examples[1] = encode_example(
+        tokenizer, instruction_to_messages("x " * 30, "a longer answer " * 5), 256
+    )
+
+    def summed_loss(batch: dict) -> float:
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1]
+        labels = batch["labels"][:, 1:]
+        return torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="sum"
+        ).item()
+
+    with torch.no_grad():
+        packed = summed_loss(make_collator(tokenizer, packing=True)(examples))
+        alone = sum(summed_loss(make_collator(tokenizer, packing=False)([e])) for e in examples)
+        padded = summed_loss(make_collator(tokenizer, packing=False)(examples))
+    assert packed == pytest.approx(alone, rel=1e-5)
+    assert padded == pytest.approx(alone, rel=1e-5)
+
+
+class KillAt(TrainerCallback):
+    """Simulates a killed process: raises once training reaches `step`."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+        if state.global_step == self.step:
+            raise KeyboardInterrupt(f"killed at step {self.step}")
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path: Path, tokenizer) -> None:
+    base = resolve_base("tiny-random")
+    examples, _ = encode_examples(tokenizer, [list(m) for m in tiny_records(12)["messages"]], 256)
+    with pytest.raises(KeyboardInterrupt):
+        train_lora(base, tokenizer, examples, LORA, settings(), tmp_path, [KillAt(5)])
+    assert (tmp_path / "checkpoints" / "checkpoint-4").is_dir()
+    assert not (tmp_path / "adapter").exists()
+
+    metrics = train_lora(base, tokenizer, examples, LORA, settings(), tmp_path)
+    assert metrics["resumed_from_step"] == 4
+    assert metrics["global_step"] == 6
+    saved = {p.name for p in (tmp_path / "adapter").iterdir()}
+    assert saved == {"adapter_config.json", "adapter_model.safetensors", "README.md"}
