@@ -2,10 +2,10 @@
 batching, and a resumable transformers Trainer run. Plain Python, no Prefect.
 
 Batching: `packing=True` uses transformers' DataCollatorWithFlattening. A batch becomes one
-row of concatenated examples whose position_ids restart at 0 per example; the Llama attention
-masks derive a block-diagonal causal mask from those position_ids (only with use_cache off), so examples never attend to
-each other (tests/llmops/model/test_training.py checks packed loss == per-example loss). We
-chose it over greedy bin packing into fixed blocks because it wastes no tokens on padding at
+row of concatenated examples whose position_ids restart at 0 per example; with the KV cache
+off, the Llama attention masks derive a block-diagonal causal mask from those position_ids, so
+examples never attend to each other (the tests check packed loss == per-example loss). We chose
+it over greedy bin packing into fixed blocks because it wastes no tokens on padding at
 all and needs no custom attention mask. `packing=False` pads each batch to its longest example.
 """
 

@@ -48,7 +48,9 @@ def test_labels_cover_only_the_response(tokenizer) -> None:
     messages = instruction_to_messages("What is 2+2?", "Four.", system="Be brief.")
     example = encode_example(tokenizer, messages, max_seq_len=512)
     assert example is not None
-    learned = [t for t, label in zip(example["input_ids"], example["labels"]) if label != -100]
+    learned = [
+        t for t, label in zip(example["input_ids"], example["labels"], strict=True) if label != -100
+    ]
     assert example["labels"][0] == IGNORE_INDEX
     # the response and its end-of-turn token (== pad for SmolLM2) are trained, nothing else
     assert tokenizer.decode(learned).startswith("Four.<|im_end|>")
