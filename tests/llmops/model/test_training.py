@@ -7,6 +7,7 @@ import torch
 from model_support import tiny_records
 from transformers import TrainerCallback
 
+from llmops.model.generation import generate_batch
 from llmops.model.loading import load_tokenizer, resolve_base
 from llmops.model.training import (
     IGNORE_INDEX,
@@ -116,3 +117,21 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path: Path, tokenizer) 
     assert metrics["global_step"] == 6
     saved = {p.name for p in (tmp_path / "adapter").iterdir()}
     assert saved == {"adapter_config.json", "adapter_model.safetensors", "README.md"}
+
+
+@pytest.mark.slow
+def test_real_smollm2_loads_generates_and_trains(tmp_path: Path) -> None:
+    """The real base model: converted from the GGUF, answers a prompt, takes LoRA steps."""
+    base = resolve_base("smollm2-135m-instruct")
+    tokenizer = load_tokenizer(base)
+    model = build_lora_model(base, LORA, pick_precision())
+    [(text, _, completion_tokens)] = generate_batch(
+        model, tokenizer, [instruction_to_messages("What is the capital of France?", "")[:-1]], 8
+    )
+    assert completion_tokens > 0 and "Paris" in text
+    examples, _ = encode_examples(tokenizer, [list(m) for m in tiny_records(8)["messages"]], 128)
+    small = settings(max_steps=3, batch_size=2, save_every=3, log_every=1)
+    metrics = train_lora(base, tokenizer, examples, LORA, small, tmp_path)
+    assert metrics["global_step"] == 3 and metrics["train_loss"] > 0
+    adapter_bytes = sum(p.stat().st_size for p in (tmp_path / "adapter").iterdir())
+    assert adapter_bytes < 5_000_000  # rank-4 adapter: about 1.9 MB, the base is 540 MB
