@@ -1,0 +1,25 @@
+"""`llmops finetune`: help texts, bad input as a one-line error (training itself is covered by
+tests/flows/test_finetune.py)."""
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from llmops.cli import app
+
+runner = CliRunner()
+
+
+def test_finetune_help_lists_its_options() -> None:
+    result = runner.invoke(app, ["finetune", "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    for option in ("--profile", "--base-model", "--max-steps", "--packing"):
+        assert option in result.output
+
+
+def test_finetune_bad_dataset_is_a_clear_error(
+    llmops_home: Path, prefect_harness: None, tmp_path: Path
+) -> None:
+    result = runner.invoke(app, ["finetune", str(tmp_path / "missing"), "--profile", "tiny"])
+    assert result.exit_code == 1
+    assert "error: dataset" in result.output and "neither a prepared dataset" in result.output
