@@ -38,6 +38,15 @@ class FlowConfig(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def repo_path(path: str) -> str:
+    """A relative path that does not exist from here, read against the repository root (so the
+    bundled sample and contracts work from any working directory)."""
+    candidate = PROFILES_DIR.parent / path
+    if "://" in path or Path(path).is_absolute() or Path(path).exists() or not candidate.exists():
+        return path
+    return str(candidate)
+
+
 def profile_path(profile_dir: str, profile: str) -> Path:
     """Where the YAML for a flow's profile lives."""
     return PROFILES_DIR / profile_dir / f"{profile}.yaml"

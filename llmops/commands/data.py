@@ -1,7 +1,45 @@
-"""`llmops` subcommands for the data area."""
+"""`llmops` subcommands for data preparation."""
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
+
+from llmops.commands import Profile, run_flow
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to the `llmops` app."""
+    app.command("prepare")(prepare_command)
+
+
+def prepare_command(
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(help="Files, folders, globs or s3:// URLs (default: the bundled sample)."),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(help="Dataset root; the dataset goes to <output>/<dataset_id>/."),
+    ] = None,
+    contract: Annotated[Path | None, typer.Option(help="Data contract YAML.")] = None,
+    profile: Profile = "cpu",
+) -> None:
+    """Ingest, validate against the data contract, redact PII, deduplicate, split and version.
+
+    Prints the counts (total = accepted + quarantined + duplicates + contaminated) and the
+    dataset folder. Exits non-zero only when the source cannot be read or the contract's
+    tolerance is exceeded.
+    """
+    from flows.prepare import PrepareConfig, prepare
+
+    config = PrepareConfig.from_profile(
+        profile,
+        sources=sources or None,
+        output=output,
+        contract=str(contract) if contract else None,
+    )
+    manifest = run_flow(prepare, config)
+    typer.echo(f"dataset {manifest['dataset_id']} -> {manifest['path']}")
+    for name, value in manifest["counts"].items():
+        typer.echo(f"  {name:>18}: {value}")

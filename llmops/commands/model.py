@@ -9,9 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from llmops.commands import Profile, run_flow
 from llmops.home import project_home
-
-Profile = Annotated[str, typer.Option(help="Settings profile: tiny, cpu or gpu.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +42,7 @@ def evaluate_command(
         base_model=base_model,
         max_examples=max_examples,
     )
-    result = _run(evaluate, config)
+    result = run_flow(evaluate, config)
     typer.echo(json.dumps(result, indent=2))
     typer.echo(f"\nPromote it with: llmops promote --evaluation-run {result['run_id']}")
 
@@ -65,7 +64,7 @@ def promote_command(
     config = PromoteConfig.from_profile(
         profile, evaluation_run_id=evaluation_run, require_approval=require_approval
     )
-    result = _run(promote, config)
+    result = run_flow(promote, config)
     _echo_decision(result)
 
 
@@ -78,7 +77,9 @@ def rollback_command(
     """Make the previous champion the champion again."""
     from flows.rollback import RollbackConfig, rollback
 
-    result = _run(rollback, RollbackConfig.from_profile(profile, registered_model=registered_model))
+    result = run_flow(
+        rollback, RollbackConfig.from_profile(profile, registered_model=registered_model)
+    )
     typer.echo(
         f"{result['registered_model']}: v{result['rolled_back']} rolled back, "
         f"v{result['champion']} is champion again."
@@ -89,7 +90,7 @@ def run_command(profile: Profile = "cpu") -> None:
     """The main job: prepare the bundled sample data, fine-tune, evaluate, gate and promote."""
     from flows.training_pipeline import TrainingPipelineConfig, training_pipeline
 
-    summary = _run(training_pipeline, TrainingPipelineConfig.from_profile(profile))
+    summary = run_flow(training_pipeline, TrainingPipelineConfig.from_profile(profile))
     home = project_home()
     typer.echo("\n=== training pipeline finished ===")
     typer.echo(f"dataset:          {summary['dataset_id']}")
@@ -115,12 +116,3 @@ def _echo_decision(result: dict[str, Any]) -> None:
     typer.echo(f"gate decision:    {verdict} (compared with the {result['compared_to']})")
     for reason in result["reasons"]:
         typer.echo(f"  - {reason}")
-
-
-def _run(flow_fn: Any, config: Any) -> dict[str, Any]:
-    """Run a flow in-process; bad input becomes a one-line error and exit code 1."""
-    try:
-        return flow_fn(config)
-    except (FileNotFoundError, ValueError, LookupError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 # One shared way to run a flow in-process and turn bad input into a one-line error.
-from llmops.commands.model import Profile, _run
+from llmops.commands import Profile, run_flow
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +39,7 @@ def finetune_command(
     config = FinetuneConfig.from_profile(
         profile, dataset=str(dataset), base_model=base_model, max_steps=max_steps, packing=packing
     )
-    result = _run(finetune, config)
+    result = run_flow(finetune, config)
     typer.echo(json.dumps(result, indent=2, default=str))
     typer.echo(
         f"\nEvaluate it with: llmops evaluate --dataset {dataset} --adapter {result['adapter_dir']}"

@@ -1,0 +1,1 @@
+"""The data half: ingest, contract validation, PII redaction, deduplication, split, versioning."""

@@ -1,0 +1,106 @@
+"""Data contracts: YAML files in data_contracts/ turned into a Great Expectations suite, run
+once over the whole batch, with every failing row quarantined under its expectation's reason."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+CONTRACT_KEYS = {"name", "max_failed_fraction", "expectations"}
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A parsed contract: GX expectation dicts plus the human reason for each."""
+
+    name: str
+    max_failed_fraction: float
+    expectations: tuple[dict, ...]
+    reasons: tuple[str, ...]
+    text: str  # the file's bytes as text, part of the dataset id
+
+
+def load_contract(path: str) -> Contract:
+    """Read and check a contract file; unknown keys or expectation types are errors now."""
+    text = Path(path).read_text()
+    data = yaml.safe_load(text) or {}
+    unknown = set(data) - CONTRACT_KEYS
+    if unknown:
+        raise ValueError(f"contract {path}: unknown keys {sorted(unknown)}")
+    specs = data.get("expectations") or []
+    contract = Contract(
+        name=data["name"],
+        max_failed_fraction=float(data.get("max_failed_fraction", 0.0)),
+        expectations=tuple({"type": s["type"], "kwargs": s.get("kwargs", {})} for s in specs),
+        reasons=tuple(s.get("reason") or s["type"] for s in specs),
+        text=text,
+    )
+    build_suite(contract)  # fails fast on an unknown expectation type or argument
+    return contract
+
+
+def build_suite(contract: Contract):
+    """The GX ExpectationSuite for a contract."""
+    import great_expectations as gx
+
+    return gx.ExpectationSuite(
+        name=contract.name, expectations=[dict(e) for e in contract.expectations]
+    )
+
+
+def failing_rows(frame: pd.DataFrame, contract: Contract) -> tuple[dict[int, str], dict]:
+    """Validate `frame` (which has an int column `row`) with GX; return the first failing
+    expectation's reason per failing row, and a summary per expectation for people."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch = (
+        context.data_sources.add_pandas("records")
+        .add_dataframe_asset("records")
+        .add_batch_definition_whole_dataframe("all")
+        .get_batch(batch_parameters={"dataframe": frame.reset_index(drop=True)})
+    )
+    result = batch.validate(
+        build_suite(contract),
+        result_format={
+            "result_format": "COMPLETE",
+            "unexpected_index_column_names": ["row"],
+            "exclude_unexpected_values": True,
+        },
+    )
+    failures: dict[int, str] = {}
+    summary = {}
+    for expectation_result in result.results:
+        reason = _reason_for(contract, expectation_result.expectation_config)
+        if expectation_result.exception_info.get("raised_exception"):
+            raise RuntimeError(
+                f"contract {contract.name}: expectation '{reason}' could not run: "
+                f"{expectation_result.exception_info.get('exception_message')}"
+            )
+        rows = _unexpected_rows(expectation_result.result)
+        summary[reason] = len(rows)
+        for row in rows:
+            failures.setdefault(row, reason)
+    return failures, summary
+
+
+def _reason_for(contract: Contract, config) -> str:
+    """The contract reason of a GX result (GX does not keep the suite's order)."""
+    for spec, reason in zip(contract.expectations, contract.reasons, strict=True):
+        if spec["type"] == config.type and all(
+            config.kwargs.get(key) == value for key, value in spec["kwargs"].items()
+        ):
+            return reason
+    return config.type
+
+
+def _unexpected_rows(result: dict) -> list[int]:
+    """GX lists failing rows as [{"row": [..]}] when values are excluded, else [{"row": n}]."""
+    rows: list[int] = []
+    for entry in result.get("unexpected_index_list") or []:
+        value = entry["row"]
+        rows += list(value) if isinstance(value, list) else [value]
+    return [int(r) for r in rows]

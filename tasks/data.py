@@ -1,0 +1,163 @@
+"""Prefect tasks of data preparation: each works on the whole batch (never one task a record)."""
+
+import json
+from collections import Counter
+from typing import Any
+
+import fsspec
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from llmops.data import ingest
+from llmops.data.contracts import Contract, failing_rows
+from llmops.data.dedup import MinHashSettings
+from llmops.data.errors import DataContractError
+from llmops.data.prepare import (
+    as_records,
+    content_hash,
+    decontaminate,
+    deduplicate,
+    dumps_jsonl,
+    redact_records,
+    split_records,
+)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10])
+def list_source_files(sources: list[str], storage_options: dict[str, Any]) -> list[str]:
+    """Every data file behind the sources (files, folders, globs, s3:// URLs), sorted."""
+    return ingest.expand_sources(sources, storage_options)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10])
+def load_records(
+    files: list[str], storage_options: dict[str, Any]
+) -> tuple[pd.DataFrame, list[dict], str]:
+    """Read and flatten all files; returns (records, rejected at ingest, hash of the raw bytes)."""
+    items, rejected = [], []
+    for url in files:
+        file_items, file_rejected = ingest.read_file(url, storage_options)
+        items += file_items
+        rejected += file_rejected
+    raw = [json.dumps(i["raw"], sort_keys=True, default=str) for i in items] + [
+        json.dumps(r) for r in rejected
+    ]
+    return ingest.flatten(items), rejected, content_hash(raw)
+
+
+@task
+def load_existing_manifest(
+    output: str, dataset_id: str, storage_options: dict[str, Any]
+) -> dict | None:
+    """The manifest of an identical dataset prepared before, if any (re-runs are no-ops)."""
+    fs, root = fsspec.core.url_to_fs(output, **storage_options)
+    path = f"{root.rstrip('/')}/{dataset_id}/manifest.json"
+    return json.loads(fs.cat_file(path)) if fs.exists(path) else None
+
+
+@task
+def validate_records(
+    records: pd.DataFrame, contract: Contract, ingest_rejected: list[dict]
+) -> tuple[pd.DataFrame, list[dict]]:
+    """Run the contract (GX) over all records; quarantine failing rows with the reason; fail the
+    run when the failed fraction exceeds the contract's tolerance."""
+    failures, summary = failing_rows(records, contract) if len(records) else ({}, {})
+    quarantined = [
+        {
+            "record_id": records.at[row, "record_id"],
+            "source": records.at[row, "source"],
+            "reason": "quarantined",
+            "detail": reason,
+        }
+        for row, reason in sorted(failures.items())
+    ] + [{**r, "reason": "quarantined", "detail": r["reason"]} for r in ingest_rejected]
+    total = len(records) + len(ingest_rejected)
+    reasons = Counter(q["detail"] for q in quarantined)
+    lines = "\n".join(f"| {reason} | {n} |" for reason, n in reasons.most_common())
+    create_markdown_artifact(
+        f"# Contract `{contract.name}`\n\n{total - len(quarantined)} of {total} records pass; "
+        f"{len(quarantined)} quarantined (tolerance {contract.max_failed_fraction:.0%}).\n\n"
+        f"| reason | records |\n|---|---|\n{lines}\n\nPer expectation: {summary}",
+        key="data-contract-validation",
+        description="Data contract validation",
+    )
+    if total and len(quarantined) / total > contract.max_failed_fraction:
+        top = "; ".join(f"{reason} ({n})" for reason, n in reasons.most_common(3))
+        raise DataContractError(
+            f"{len(quarantined)}/{total} records ({len(quarantined) / total:.1%}) fail contract "
+            f"{contract.name}, above its tolerance {contract.max_failed_fraction:.0%}: {top}"
+        )
+    accepted = records[~records["row"].isin(failures)]
+    return accepted, quarantined
+
+
+@task
+def redact_pii(records: pd.DataFrame, mode: str) -> tuple[pd.DataFrame, list[dict], dict[str, int]]:
+    """Redact (or drop, or keep) PII in every message; returns counts by PII type."""
+    kept, dropped, counts = redact_records(records, mode)
+    return kept, dropped, dict(counts)
+
+
+@task
+def remove_duplicates(
+    records: pd.DataFrame, settings: MinHashSettings
+) -> tuple[pd.DataFrame, list[dict]]:
+    """Drop exact and MinHash near duplicates of the prompt (the customer's question)."""
+    return deduplicate(records, "prompt", settings)
+
+
+@task
+def split_dataset(
+    records: pd.DataFrame, eval_fraction: float, seed: int, settings: MinHashSettings
+) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+    """Seeded train/eval split, then drop train records that near-duplicate an eval record."""
+    train, eval_ = split_records(records, eval_fraction, seed)
+    train, contaminated = decontaminate(train, eval_, "prompt", settings)
+    return train, eval_, contaminated
+
+
+@task(retries=2, retry_delay_seconds=[2, 10])
+def save_dataset(
+    output: str,
+    dataset_id: str,
+    train: pd.DataFrame,
+    eval_: pd.DataFrame,
+    rejected: list[dict],
+    manifest: dict[str, Any],
+    storage_options: dict[str, Any],
+) -> dict[str, Any]:
+    """Write train/eval Parquet, rejected.jsonl and manifest.json under <output>/<dataset_id>/."""
+    fs, root = fsspec.core.url_to_fs(output, **storage_options)
+    protocol = output.split("://")[0] + "://" if "://" in output else ""
+    folder = f"{root.rstrip('/')}/{dataset_id}"
+    fs.makedirs(folder, exist_ok=True)
+    splits = {}
+    for name, frame in (("train", train), ("eval", eval_)):
+        path = f"{folder}/{name}.parquet"
+        with fs.open(path, "wb") as handle:
+            as_records(frame).to_parquet(handle, index=False)
+        splits[name] = protocol + path
+    with fs.open(f"{folder}/rejected.jsonl", "w") as handle:
+        handle.write(dumps_jsonl(rejected))
+    manifest = {**manifest, "path": protocol + folder, "splits": splits}
+    with fs.open(f"{folder}/manifest.json", "w") as handle:
+        handle.write(json.dumps(manifest, indent=2))
+    _publish(manifest, rejected)
+    return manifest
+
+
+def _publish(manifest: dict[str, Any], rejected: list[dict]) -> None:
+    counts = manifest["counts"]
+    rows = "\n".join(f"| {k} | {v} |" for k, v in counts.items())
+    create_markdown_artifact(
+        f"# Dataset `{manifest['dataset_id']}`\n\nWritten to `{manifest['path']}`.\n\n"
+        f"| count | records |\n|---|---|\n{rows}\n\n"
+        f"total = accepted + quarantined + exact + near duplicates + contaminated.",
+        key="dataset-manifest",
+        description="Prepared dataset counts",
+    )
+    if rejected:
+        create_table_artifact(
+            rejected[:200], key="dataset-rejected", description="Rejected records (first 200)"
+        )
