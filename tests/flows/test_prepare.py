@@ -1,0 +1,144 @@
+"""The prepare flow on the bundled sample and on s3:// (moto's S3 server on loopback), with
+real Great Expectations and a real Prefect server (the test harness)."""
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flows.prepare import PrepareConfig, prepare
+from llmops.data.errors import DataContractError, SourceUnreadableError
+
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
+
+
+@pytest.fixture
+def sample_manifest(tmp_path: Path, prefect_harness: None) -> dict:
+    return prepare(PrepareConfig.from_profile("tiny", output=str(tmp_path / "datasets")))
+
+
+def test_every_record_is_accounted_for(sample_manifest: dict):
+    counts = sample_manifest["counts"]
+    rejected = [
+        json.loads(line)
+        for line in (Path(sample_manifest["path"]) / "rejected.jsonl").read_text().splitlines()
+    ]
+    train = pd.read_parquet(sample_manifest["splits"]["train"])
+    eval_ = pd.read_parquet(sample_manifest["splits"]["eval"])
+    assert counts["total"] == 260  # every line/item/row in data/sample (see PLANTED.md)
+    assert counts["total"] == (
+        counts["accepted"]
+        + counts["quarantined"]
+        + counts["exact_duplicates"]
+        + counts["near_duplicates"]
+        + counts["contaminated"]
+    )
+    assert counts["accepted"] == len(train) + len(eval_)
+    assert len(rejected) == counts["total"] - counts["accepted"]
+    assert all(r["source"] and r["reason"] for r in rejected)
+    assert all("duplicate_of" in r for r in rejected if r["reason"].endswith("duplicate"))
+    assert list(train.columns) == ["record_id", "source", "messages"]
+    assert not set(train["record_id"]) & set(eval_["record_id"])
+
+
+def test_each_planted_problem_is_caught(sample_manifest: dict):
+    rejected = {
+        json.loads(line)["record_id"]: json.loads(line)
+        for line in (Path(sample_manifest["path"]) / "rejected.jsonl").read_text().splitlines()
+    }
+    quarantined = {k for k, r in rejected.items() if r["reason"] == "quarantined"}
+    assert {
+        "bad-missing-response",
+        "bad-empty-prompt",
+        "bad-too-long",
+        "bad-number-response",
+        "bad-role-order",
+        "support_tickets.jsonl:41",  # invalid JSON
+        "support_tickets.jsonl:197",  # undecodable bytes
+    } == quarantined
+    assert rejected["dup-3"]["reason"] == "exact_duplicate"
+    assert {rejected[f"near-{i}"]["reason"] for i in (5, 23, 61)} <= {
+        "exact_duplicate",
+        "near_duplicate",
+    }
+
+
+def test_pii_is_replaced_by_placeholders(sample_manifest: dict):
+    records = pd.concat(
+        [pd.read_parquet(p) for p in sample_manifest["splits"].values()], ignore_index=True
+    )
+    text = " ".join(m["content"] for ms in records["messages"] for m in ms)
+    for secret in ("jane.doe@example.com", "555-0132", "4111 1111 1111 1111", "203.0.113.42"):
+        assert secret not in text
+    assert "1234 5678 9012 3456" in text  # Luhn-invalid: not a card
+    assert sample_manifest["counts"]["pii_email"] == 1
+
+
+def test_same_input_same_dataset_id(sample_manifest: dict, tmp_path: Path):
+    again = prepare(PrepareConfig.from_profile("tiny", output=str(tmp_path / "datasets")))
+    assert again["dataset_id"] == sample_manifest["dataset_id"]
+    other_split = prepare(
+        PrepareConfig.from_profile("tiny", output=str(tmp_path / "datasets"), seed=99)
+    )
+    assert other_split["dataset_id"] != sample_manifest["dataset_id"]
+
+
+def test_contract_tolerance_exceeded_names_the_reasons(tmp_path: Path, prefect_harness: None):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(json.dumps({"id": str(i), "prompt": "q"}) for i in range(5)) + "\n")
+    with pytest.raises(DataContractError, match="5/5 records .* missing response"):
+        prepare(PrepareConfig.from_profile("tiny", sources=[str(bad)], output=str(tmp_path)))
+
+
+def test_unreadable_source_is_one_clear_error(tmp_path: Path, prefect_harness: None):
+    with pytest.raises(SourceUnreadableError, match="source not found"):
+        prepare(PrepareConfig.from_profile("tiny", sources=[str(tmp_path / "missing")]))
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch):
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def test_s3_source_and_output(s3_endpoint: str, prefect_harness: None, tmp_path: Path):
+    import s3fs
+
+    options = {"client_kwargs": {"endpoint_url": s3_endpoint}}
+    fs = s3fs.S3FileSystem(**options)
+    fs.mkdir("landing")
+    for path in SAMPLE.glob("*.json*"):
+        fs.put(str(path), f"landing/raw/{path.name}")
+    local = tmp_path / "local"
+    shutil.copytree(SAMPLE, local, ignore=shutil.ignore_patterns("*.csv", "*.py", "*.md"))
+
+    remote = prepare(
+        PrepareConfig.from_profile(
+            "tiny",
+            sources=["s3://landing/raw/"],
+            output="s3://landing/datasets",
+            storage_options=options,
+        )
+    )
+    from_disk = prepare(
+        PrepareConfig.from_profile("tiny", sources=[str(local)], output=str(tmp_path / "out"))
+    )
+    assert remote["counts"] == from_disk["counts"]
+    assert remote["dataset_id"] == from_disk["dataset_id"]
+    assert fs.exists(f"landing/datasets/{remote['dataset_id']}/manifest.json")
