@@ -1,5 +1,6 @@
-"""Exact and near-duplicate detection. Near duplicates use MinHash + LSH from `rensa` (Rust),
-then confirm each LSH candidate with the MinHash Jaccard estimate against the threshold."""
+"""Exact and near-duplicate detection. Near duplicates use MinHash + LSH from `rensa` (Rust)
+to find candidates, then confirm each candidate with the exact Jaccard of the two shingle sets,
+so a reported pair is always truly above the threshold (precision 1 by construction)."""
 
 import re
 from dataclasses import dataclass
@@ -44,14 +45,19 @@ def shingles(text: str, settings: MinHashSettings) -> list[str]:
     return [" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))]
 
 
-def minhashes(texts: list[str], settings: MinHashSettings) -> list[RMinHash]:
-    """One MinHash per text."""
+def minhashes(shingle_sets: list[set[str]], settings: MinHashSettings) -> list[RMinHash]:
+    """One MinHash per shingle set."""
     result = []
-    for text in texts:
+    for shingle_set in shingle_sets:
         mh = RMinHash(num_perm=settings.num_perm, seed=settings.seed)
-        mh.update(shingles(text, settings))
+        mh.update(list(shingle_set))
         result.append(mh)
     return result
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    """Exact Jaccard similarity of two sets."""
+    return len(a & b) / len(a | b) if a or b else 1.0
 
 
 def exact_duplicates(texts: list[str]) -> dict[int, int]:
@@ -73,13 +79,14 @@ def near_duplicates(texts: list[str], settings: MinHashSettings) -> dict[int, in
     Texts are visited in order and only kept ones enter the index, so each cluster keeps its
     first member: deterministic for a given input order.
     """
-    hashes = minhashes(texts, settings)
+    sets = [set(shingles(t, settings)) for t in texts]
+    hashes = minhashes(sets, settings)
     lsh = RMinHashLSH(
         threshold=settings.threshold, num_perm=settings.num_perm, num_bands=settings.num_bands
     )
     duplicates = {}
     for i, mh in enumerate(hashes):
-        matches = [j for j in lsh.query(mh) if mh.jaccard(hashes[j]) >= settings.threshold]
+        matches = [j for j in lsh.query(mh) if jaccard(sets[i], sets[j]) >= settings.threshold]
         if matches:
             duplicates[i] = min(matches)
         else:
@@ -91,15 +98,19 @@ def cross_matches(
     queries: list[str], corpus: list[str], settings: MinHashSettings
 ) -> dict[int, int]:
     """Map each query index to a corpus index it near-duplicates (used for contamination)."""
-    corpus_hashes = minhashes(corpus, settings)
+    corpus_sets = [set(shingles(t, settings)) for t in corpus]
+    query_sets = [set(shingles(t, settings)) for t in queries]
+    corpus_hashes = minhashes(corpus_sets, settings)
     lsh = RMinHashLSH(
         threshold=settings.threshold, num_perm=settings.num_perm, num_bands=settings.num_bands
     )
     for j, mh in enumerate(corpus_hashes):
         lsh.insert(j, mh)
     matches = {}
-    for i, mh in enumerate(minhashes(queries, settings)):
-        hits = [j for j in lsh.query(mh) if mh.jaccard(corpus_hashes[j]) >= settings.threshold]
+    for i, mh in enumerate(minhashes(query_sets, settings)):
+        hits = [
+            j for j in lsh.query(mh) if jaccard(query_sets[i], corpus_sets[j]) >= settings.threshold
+        ]
         if hits:
             matches[i] = min(hits)
     return matches
