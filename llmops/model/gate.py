@@ -101,7 +101,9 @@ def decide(
             failed = True
             reasons.append(f"guard {metric} regresses by {-change:.4f} > tolerance {tolerance}")
         else:
-            reasons.append(f"guard {metric} holds (change {change:+.4f}, tolerance {tolerance})")
+            reasons.append(
+                f"guard {metric} holds (improvement {change:+.4f}, tolerance {tolerance})"
+            )
 
     for metric, floor in policy.min_scores.items():
         value = candidate.get(metric)
