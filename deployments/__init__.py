@@ -1,0 +1,1 @@
+"""Deployment rendering: prefect.yaml is generated from the flow profiles."""

@@ -1,0 +1,153 @@
+"""Render prefect.yaml from the flow profiles, so deployment parameters never drift from them.
+
+    .venv/bin/python deployments/render.py        # rewrites prefect.yaml
+    .venv/bin/prefect --no-prompt deploy --all    # against a running Prefect server
+
+tests/test_contracts.py fails when the committed prefect.yaml differs from this output.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmops.config import load_profile_data
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("prepare", "finetune", "evaluate", "promote")
+
+# (flow file, flow name, deployment name, work pool, profile, description, extra settings)
+DEPLOYMENTS: list[dict[str, Any]] = [
+    {
+        "file": "prepare",
+        "flow": "prepare",
+        "name": "prepare",
+        "pool": "cpu",
+        "description": "Ingest, validate against the data contract, redact PII, deduplicate, split "
+        "and version a dataset.",
+    },
+    {
+        "file": "finetune",
+        "flow": "finetune",
+        "name": "finetune-gpu",
+        "pool": "gpu",
+        "profile": "gpu",
+        "concurrency_limit": 1,
+        "description": "LoRA fine-tuning on the GPU pool; never two at once.",
+    },
+    {
+        "file": "evaluate",
+        "flow": "evaluate",
+        "name": "evaluate",
+        "pool": "cpu",
+        "description": "Candidate vs base vs champion on the held-out split, logged to MLflow.",
+    },
+    {
+        "file": "promote",
+        "flow": "promote",
+        "name": "promote",
+        "pool": "cpu",
+        "concurrency_limit": 1,
+        "description": "Register the candidate and apply the promotion gate (never a regression).",
+    },
+    {
+        "file": "rollback",
+        "flow": "rollback",
+        "name": "rollback",
+        "pool": "cpu",
+        "concurrency_limit": 1,
+        "description": "Move the champion alias back to the previous champion.",
+    },
+    {
+        "file": "monitor",
+        "flow": "monitor",
+        "name": "drift-check-hourly",
+        "pool": "cpu",
+        "schedules": [{"cron": "0 * * * *", "timezone": "UTC", "active": False}],
+        "description": "Hourly Evidently drift check of live traffic against the champion's data; "
+        "emits llmops.drift.detected.",
+    },
+    {
+        "file": "training_pipeline",
+        "flow": "training_pipeline",
+        "name": "retrain",
+        "pool": "cpu",
+        "concurrency_limit": 1,
+        "finetune_deployment": "finetune/finetune-gpu",
+        "schedules": [{"cron": "0 3 * * *", "timezone": "UTC", "active": False}],
+        "triggers": [
+            {
+                "type": "event",
+                "enabled": True,
+                "expect": ["llmops.drift.detected"],
+                "match": {"prefect.resource.id": "llmops.*"},
+            },
+            {
+                "type": "event",
+                "enabled": True,
+                "expect": ["llmops.dataset.landed"],
+                "match": {"prefect.resource.id": "llmops.*"},
+            },
+            {
+                "type": "event",
+                "enabled": True,
+                "expect": ["llmops.feedback.received"],
+                "match": {"prefect.resource.id": "llmops.*"},
+                "threshold": 50,
+                "within": 3600,
+                "posture": "Reactive",
+            },
+        ],
+        "description": "The training pipeline (prepare -> fine-tune on the GPU pool -> evaluate -> "
+        "promote): nightly, and on new data, drift or enough feedback.",
+    },
+]
+
+
+def parameters(spec: dict[str, Any]) -> dict[str, Any]:
+    """The deployment's `config` parameter, read from the profiles."""
+    profile = spec.get("profile", "cpu")
+    if spec["file"] != "training_pipeline":
+        return {"config": load_profile_data(spec["file"], profile)}
+    stage_profile = {s: load_profile_data(s, profile) for s in STAGES}
+    pipeline = load_profile_data("training_pipeline", profile)
+    config = {s: {**stage_profile[s], **pipeline.get(s, {})} for s in STAGES}
+    config["finetune_deployment"] = spec["finetune_deployment"]
+    return {"config": config}
+
+
+def render() -> str:
+    """prefect.yaml as text."""
+    deployments = []
+    for spec in DEPLOYMENTS:
+        entry = {
+            "name": spec["name"],
+            "description": spec["description"],
+            "entrypoint": f"flows/{spec['file']}.py:{spec['flow']}",
+            "tags": ["llmops", spec["file"].replace("_", "-")],
+            "parameters": parameters(spec),
+            "work_pool": {"name": spec["pool"]},
+        }
+        for key in ("concurrency_limit", "schedules", "triggers"):
+            if key in spec:
+                entry[key] = spec[key]
+        deployments.append(entry)
+    document = {
+        "name": "llmops",
+        "prefect-version": "3.8.8",
+        # Workers run the code from a checkout of this repository on their host.
+        "pull": [
+            {
+                "prefect.deployments.steps.set_working_directory": {
+                    "directory": "{{ $LLMOPS_PROJECT_DIR }}"
+                }
+            }
+        ],
+        "deployments": deployments,
+    }
+    header = "# Generated by deployments/render.py from profiles/: edit those, then re-render.\n"
+    return header + yaml.safe_dump(document, sort_keys=False, width=100)
+
+
+if __name__ == "__main__":
+    (ROOT / "prefect.yaml").write_text(render())

@@ -1,0 +1,61 @@
+"""Contract tests: every prefect.yaml entrypoint imports as a Prefect flow, its parameters
+validate against the flow's config, every profile of every flow loads, and prefect.yaml is
+what deployments/render.py renders from the profiles."""
+
+import importlib
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect import Flow
+
+from llmops.config import PROFILE_NAMES, PROFILES_DIR, FlowConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOYMENTS = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+
+
+def config_class(module) -> type[FlowConfig]:
+    """The module's flow config: the FlowConfig subclass whose profile_dir names the module."""
+    name = module.__name__.rsplit(".", 1)[-1]
+    found = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, FlowConfig) and value.profile_dir == name
+    ]
+    assert len(found) == 1, f"{module.__name__} must define exactly one config for {name}"
+    return found[0]
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["name"])
+def test_entrypoint_is_a_flow_and_parameters_validate(deployment: dict):
+    path, flow_name = deployment["entrypoint"].split(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    assert isinstance(getattr(module, flow_name), Flow)
+    config_class(module).model_validate(deployment["parameters"]["config"])
+    assert deployment["work_pool"]["name"] in {"cpu", "gpu"}
+    assert deployment["description"]
+
+
+@pytest.mark.parametrize("flow_dir", sorted(p.name for p in PROFILES_DIR.iterdir() if p.is_dir()))
+def test_every_profile_loads(flow_dir: str):
+    config = config_class(importlib.import_module(f"flows.{flow_dir}"))
+    for profile in PROFILE_NAMES:
+        config.from_profile(profile)
+
+
+def test_prefect_yaml_is_rendered_from_the_profiles():
+    render = importlib.import_module("deployments.render").render
+    assert (ROOT / "prefect.yaml").read_text() == render(), "run deployments/render.py"
+
+
+def test_finetune_runs_alone_on_the_gpu_pool():
+    finetune = next(d for d in DEPLOYMENTS if d["entrypoint"].endswith(":finetune"))
+    assert (finetune["work_pool"]["name"], finetune["concurrency_limit"]) == ("gpu", 1)
+    pipeline = next(d for d in DEPLOYMENTS if d["name"] == "retrain")
+    assert pipeline["parameters"]["config"]["finetune_deployment"] == "finetune/finetune-gpu"
+    assert {t["expect"][0] for t in pipeline["triggers"]} == {
+        "llmops.drift.detected",
+        "llmops.dataset.landed",
+        "llmops.feedback.received",
+    }
