@@ -68,6 +68,16 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "emits llmops.drift.detected.",
     },
     {
+        "file": "watch",
+        "flow": "watch",
+        "name": "watch-landing",
+        "pool": "cpu",
+        "concurrency_limit": 1,
+        "schedules": [{"interval": 60, "active": False}],
+        "description": "Every minute: announce new files in the landing zone as "
+        "llmops.dataset.landed events.",
+    },
+    {
         "file": "training_pipeline",
         "flow": "training_pipeline",
         "name": "retrain",
