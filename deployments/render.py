@@ -16,6 +16,28 @@ from llmops.config import load_profile_data
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("prepare", "finetune", "evaluate", "promote")
 
+GPU_FINETUNE = "finetune/finetune-gpu"
+
+
+def retrain_trigger(event: str, new_data: str | None = None, **rule: Any) -> dict[str, Any]:
+    """A deployment trigger on `event` that passes why (and which new data) into the run."""
+    config = {
+        **load_profile_data("retrain", "cpu"),
+        "finetune_deployment": GPU_FINETUNE,
+        "reason": "{{ event.event }}",
+        # A plain string: Prefect renders templates in mapping values, not inside lists.
+        "new_data": new_data or [],
+    }
+    return {
+        "type": "event",
+        "enabled": True,
+        "expect": [event],
+        "match": {"prefect.resource.id": "llmops.*"},
+        **rule,
+        "parameters": {"config": config},
+    }
+
+
 # (flow file, flow name, deployment name, work pool, profile, description, extra settings)
 DEPLOYMENTS: list[dict[str, Any]] = [
     {
@@ -80,36 +102,31 @@ DEPLOYMENTS: list[dict[str, Any]] = [
     {
         "file": "training_pipeline",
         "flow": "training_pipeline",
+        "name": "training-pipeline",
+        "pool": "cpu",
+        "concurrency_limit": 1,
+        "finetune_deployment": GPU_FINETUNE,
+        "description": "The training pipeline on the profile's data (prepare -> fine-tune on the "
+        "GPU pool -> evaluate -> promote), run by hand.",
+    },
+    {
+        "file": "retrain",
+        "flow": "retrain",
         "name": "retrain",
         "pool": "cpu",
         "concurrency_limit": 1,
-        "finetune_deployment": "finetune/finetune-gpu",
+        "finetune_deployment": GPU_FINETUNE,
         "schedules": [{"cron": "0 3 * * *", "timezone": "UTC", "active": False}],
         "triggers": [
-            {
-                "type": "event",
-                "enabled": True,
-                "expect": ["llmops.drift.detected"],
-                "match": {"prefect.resource.id": "llmops.*"},
-            },
-            {
-                "type": "event",
-                "enabled": True,
-                "expect": ["llmops.dataset.landed"],
-                "match": {"prefect.resource.id": "llmops.*"},
-            },
-            {
-                "type": "event",
-                "enabled": True,
-                "expect": ["llmops.feedback.received"],
-                "match": {"prefect.resource.id": "llmops.*"},
-                "threshold": 50,
-                "within": 3600,
-                "posture": "Reactive",
-            },
+            retrain_trigger("llmops.dataset.landed", new_data="{{ event.payload.path }}"),
+            retrain_trigger("llmops.drift.detected"),
+            retrain_trigger(
+                "llmops.feedback.received", threshold=50, within=3600, posture="Reactive"
+            ),
         ],
-        "description": "The training pipeline (prepare -> fine-tune on the GPU pool -> evaluate -> "
-        "promote): nightly, and on new data, drift or enough feedback.",
+        "description": "Retraining: exports feedback, then runs the training pipeline on base "
+        "data + newly landed data + feedback; nightly, on new data, on drift, or after 50 "
+        "feedbacks within an hour. The run is named after why it started.",
     },
 ]
 
@@ -117,6 +134,9 @@ DEPLOYMENTS: list[dict[str, Any]] = [
 def parameters(spec: dict[str, Any]) -> dict[str, Any]:
     """The deployment's `config` parameter, read from the profiles."""
     profile = spec.get("profile", "cpu")
+    if spec["file"] == "retrain":
+        config = load_profile_data("retrain", profile)
+        return {"config": {**config, "reason": "schedule", "finetune_deployment": GPU_FINETUNE}}
     if spec["file"] != "training_pipeline":
         return {"config": load_profile_data(spec["file"], profile)}
     stage_profile = {s: load_profile_data(s, profile) for s in STAGES}

@@ -52,10 +52,18 @@ def test_prefect_yaml_is_rendered_from_the_profiles():
 def test_finetune_runs_alone_on_the_gpu_pool():
     finetune = next(d for d in DEPLOYMENTS if d["entrypoint"].endswith(":finetune"))
     assert (finetune["work_pool"]["name"], finetune["concurrency_limit"]) == ("gpu", 1)
-    pipeline = next(d for d in DEPLOYMENTS if d["name"] == "retrain")
-    assert pipeline["parameters"]["config"]["finetune_deployment"] == "finetune/finetune-gpu"
-    assert {t["expect"][0] for t in pipeline["triggers"]} == {
+    retrain = next(d for d in DEPLOYMENTS if d["name"] == "retrain")
+    assert retrain["parameters"]["config"]["finetune_deployment"] == "finetune/finetune-gpu"
+    assert {t["expect"][0] for t in retrain["triggers"]} == {
         "llmops.drift.detected",
         "llmops.dataset.landed",
         "llmops.feedback.received",
     }
+    # Each trigger tells the run why it started; new data travels with its event.
+    for trigger in retrain["triggers"]:
+        config = trigger["parameters"]["config"]
+        assert config["reason"] == "{{ event.event }}"
+        retrain_config = importlib.import_module("flows.retrain").RetrainConfig
+        retrain_config.model_validate(config)
+    landed = next(t for t in retrain["triggers"] if t["expect"] == ["llmops.dataset.landed"])
+    assert landed["parameters"]["config"]["new_data"] == "{{ event.payload.path }}"
