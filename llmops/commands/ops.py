@@ -10,6 +10,7 @@ from llmops.commands import Profile, run_flow
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to the `llmops` app."""
     app.command("watch")(watch_command)
+    app.command("retrain")(retrain_command)
 
 
 def watch_command(
@@ -27,3 +28,24 @@ def watch_command(
     new_files = run_flow(watch, WatchConfig.from_profile(profile, landing=landing))
     for path in new_files:
         typer.echo(f"landed: {path}")
+
+
+def retrain_command(
+    new_data: Annotated[
+        list[str] | None, typer.Argument(help="Newly landed files or prefixes to add.")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why this run happens (names the run).")] = "manual",
+    profile: Profile = "cpu",
+) -> None:
+    """Retrain: export feedback, then run the training pipeline on base + new data + feedback.
+
+    This is what the `retrain` deployment's schedule and event triggers run.
+    """
+    from flows.retrain import RetrainConfig, retrain
+
+    config = RetrainConfig.from_profile(profile, reason=reason, new_data=new_data or None)
+    summary = run_flow(retrain, config)
+    typer.echo(
+        f"dataset {summary['dataset_id']}: {summary['registered_model']} "
+        f"v{summary['version']}, promoted={summary['promoted']}"
+    )
