@@ -1,11 +1,19 @@
-"""Batched greedy generation over chat conversations, shared by evaluation and serving."""
+"""Batched greedy generation over chat conversations, shared by evaluation and serving.
 
-from collections.abc import Sequence
+Rows of a batch can stream: `generate_texts(..., streams=[sink_or_None, ...])` calls each sink
+with every new piece of that row's answer while `generate` is still running.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.generation.streamers import BaseStreamer
 
 from llmops.records import Message
+
+TextSink = Callable[[str], None]
 
 
 @torch.inference_mode()
@@ -34,10 +42,13 @@ def generate_texts(
     prompts: Sequence[str],
     max_new_tokens: int,
     temperature: float = 0.0,
+    streams: Sequence[TextSink | None] | None = None,
 ) -> list[tuple[str, int, int]]:
     """Continue each already-rendered prompt; returns (text, prompt_tokens, completion_tokens).
 
     Raw text in, so `/v1/completions` can serve prompts that must not get a chat template.
+    `streams[i]`, when given, receives row i's answer piece by piece as it is generated; the
+    pieces join to exactly the returned text. Rows without a sink cost nothing extra.
     """
     tokenizer.padding_side = "left"
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
@@ -45,10 +56,16 @@ def generate_texts(
     )
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {}
     sampling.setdefault("do_sample", False)
+    streamer = (
+        BatchTextStreamer(tokenizer, streams)
+        if streams is not None and any(s is not None for s in streams)
+        else None
+    )
     out = model.generate(
         **enc,
         max_new_tokens=max_new_tokens,
         pad_token_id=tokenizer.pad_token_id,
+        streamer=streamer,
         **sampling,
     )
     new_tokens = out[:, enc["input_ids"].shape[1] :]
@@ -58,6 +75,73 @@ def generate_texts(
         # Everything after the first end-of-sequence is padding of shorter answers.
         ended = (row == tokenizer.eos_token_id).nonzero()
         length = int(ended[0]) if len(ended) else len(row)
-        text = tokenizer.decode(row[:length], skip_special_tokens=True).strip()
-        results.append((text, int(prompt_len), length))
+        results.append((decode_answer(tokenizer, row[:length].tolist()), int(prompt_len), length))
     return results
+
+
+def decode_answer(tokenizer: PreTrainedTokenizerBase, token_ids: Sequence[int]) -> str:
+    """The answer text of generated token ids (special tokens and outer whitespace dropped)."""
+    return tokenizer.decode(token_ids, skip_special_tokens=True).strip()
+
+
+@dataclass
+class _RowText:
+    """One streamed row: its tokens so far, the text already handed out, whether it ended."""
+
+    sink: TextSink
+    tokens: list[int] = field(default_factory=list)
+    sent: str = ""
+    ended: bool = False
+
+    def send_new_text(self, text: str) -> None:
+        # Only text that extends what was sent can go out; a decode that rewrote earlier
+        # characters waits for a later step (or the final flush) to line up again.
+        if len(text) > len(self.sent) and text.startswith(self.sent):
+            self.sink(text[len(self.sent) :])
+            self.sent = text
+
+
+class BatchTextStreamer(BaseStreamer):
+    """A `generate(streamer=...)` target that streams every row of a batch to its own sink.
+
+    transformers' TextIteratorStreamer only takes batch size 1. Here each step's new token of
+    every streamed row is appended and the row's whole answer is decoded again with
+    `decode_answer`, so the pieces join to exactly the text the non-streamed path returns. A
+    piece is held back while the decode ends in U+FFFD (a multi-byte character split over
+    tokens, as TextIteratorStreamer does); the strip in `decode_answer` holds trailing
+    whitespace back until a later token makes it inner text. Re-decoding the row costs
+    microseconds per step next to a forward pass. Sinks run on the generating thread: keep them
+    cheap.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, sinks: Sequence[TextSink | None]):
+        self.tokenizer = tokenizer
+        self.rows = {i: _RowText(sink) for i, sink in enumerate(sinks) if sink is not None}
+        self.prompt_pending = True
+
+    def put(self, value: torch.Tensor) -> None:
+        """Take the prompt ids (first call, ignored) or one new token per row (later calls)."""
+        if self.prompt_pending:
+            self.prompt_pending = False
+            return
+        step = value.tolist()
+        for index, row in self.rows.items():
+            if row.ended:
+                continue
+            if step[index] == self.tokenizer.eos_token_id:
+                self._finish(row)
+                continue
+            row.tokens.append(step[index])
+            text = decode_answer(self.tokenizer, row.tokens)
+            if not text.endswith("\ufffd"):
+                row.send_new_text(text)
+
+    def end(self) -> None:
+        """Flush the rows that ran into max_new_tokens."""
+        for row in self.rows.values():
+            if not row.ended:
+                self._finish(row)
+
+    def _finish(self, row: _RowText) -> None:
+        row.ended = True
+        row.send_new_text(decode_answer(self.tokenizer, row.tokens))

@@ -1,5 +1,5 @@
-"""The OpenAI-compatible REST app: chat/completions (with SSE streaming), models, feedback,
-health and Prometheus metrics, behind a bearer API key.
+"""The OpenAI-compatible REST app: chat/completions and completions (both with token-by-token
+SSE streaming), models, feedback, health and Prometheus metrics, behind a bearer API key.
 
 Built by `create_app`; `flows/serve.py` runs it under uvicorn. Any OpenAI client works against
 `http://HOST:PORT/v1`.
@@ -77,7 +77,8 @@ class CompletionRequest(BaseModel):
     prompt: str | list[str]
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
-    stream: Literal[False] = False
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
 
 
 class FeedbackRequest(BaseModel):
@@ -108,6 +109,12 @@ class _Metrics:
         self.latency = Histogram(
             "llmops_request_latency_seconds",
             "End-to-end latency",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.first_token = Histogram(
+            "llmops_time_to_first_token_seconds",
+            "Time from request to its first streamed piece (or its end, for an empty answer)",
             ["endpoint"],
             registry=self.registry,
         )
@@ -247,6 +254,74 @@ def create_app(
     def finish_reason(result: GenerationResult, max_tokens: int) -> str:
         return "length" if result.completion_tokens >= max_tokens else "stop"
 
+    async def answer_streamed(
+        request: GenerationRequest,
+        max_tokens: int,
+        stream_options: dict[str, Any] | None,
+        kind: str,
+        choice: Callable[[str | None, str | None], dict[str, Any]],
+        opening: dict[str, Any] | None,
+    ) -> StreamingResponse:
+        """Queue the request and answer with server-sent `kind` events as its pieces come out.
+
+        `choice(piece, finish_reason)` shapes an event's choice; an `opening` choice goes first
+        when given. The response starts only once the first piece (or the end) is there, so
+        failures before any text (prompt too long, generate failed) still get their HTTP status.
+        """
+        head = {
+            "id": request.request_id,
+            "object": kind,
+            "created": int(time.time()),
+            "model": slot.model_name,
+        }
+
+        def chunk(piece: str | None, reason: str | None) -> dict[str, Any]:
+            return {**head, "choices": [choice(piece, reason)]}
+
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        request.on_text = lambda piece: loop.call_soon_threadsafe(pieces.put_nowait, piece)
+        outcome = asyncio.ensure_future(answer(request))
+        # The generation thread queues every piece before its batch returns, and the outcome
+        # settles only after that return, so this end marker always comes after the last piece.
+        outcome.add_done_callback(lambda _: pieces.put_nowait(None))
+        first = await pieces.get()
+        metrics.first_token.labels(request.endpoint).observe(time.perf_counter() - request.received)
+        if first is None:
+            await outcome  # raises the request's HTTP error, if it failed
+
+        async def events() -> AsyncIterator[str]:
+            if opening is not None:
+                yield _sse({**head, "choices": [opening]})
+            piece = first
+            while piece is not None:
+                yield _sse(chunk(piece, None))
+                piece = await pieces.get()
+            try:
+                result = await outcome
+            except HTTPException as error:  # the status line is gone: say it in the stream
+                error_body = {
+                    "message": error.detail,
+                    "type": "server_error",
+                    "code": error.status_code,
+                }
+                yield _sse({"error": error_body})
+                return
+            # The version is known for sure only now: a hot swap may land between batches.
+            yield _sse(
+                {
+                    **chunk(None, finish_reason(result, max_tokens)),
+                    "system_fingerprint": f"v{result.model_version}",
+                }
+            )
+            if (stream_options or {}).get("include_usage"):
+                yield _sse({**head, "choices": [], "usage": usage(result)})
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"X-Request-Id": request.request_id}
+        )
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": slot.model_name, "version": slot.version}
@@ -281,45 +356,49 @@ def create_app(
         request = GenerationRequest(
             [m.model_dump() for m in body.messages], max_tokens, body.temperature, "chat"
         )
+        if body.stream:
+            opening = {
+                "index": 0,
+                "delta": {"role": "assistant", "content": ""},
+                "finish_reason": None,
+            }
+            return await answer_streamed(
+                request,
+                max_tokens,
+                body.stream_options,
+                "chat.completion.chunk",
+                _chat_choice,
+                opening,
+            )
         result = await answer(request)
-        created = int(time.time())
-        head = {
+        return {
             "id": result.request_id,
-            "created": created,
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": slot.model_name,
             "system_fingerprint": f"v{result.model_version}",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.text},
+                    "finish_reason": finish_reason(result, max_tokens),
+                }
+            ],
+            "usage": usage(result),
         }
-        if not body.stream:
-            return {
-                **head,
-                "object": "chat.completion",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": result.text},
-                        "finish_reason": finish_reason(result, max_tokens),
-                    }
-                ],
-                "usage": usage(result),
-            }
-        include_usage = bool((body.stream_options or {}).get("include_usage"))
-        return StreamingResponse(
-            _sse_chunks(
-                head, result, finish_reason(result, max_tokens), include_usage and usage(result)
-            ),
-            media_type="text/event-stream",
-            headers={"X-Request-Id": result.request_id},
-        )
 
     @app.post("/v1/completions", dependencies=[Depends(require_key)])
-    async def complete(body: CompletionRequest) -> dict[str, Any]:
+    async def complete(body: CompletionRequest) -> Any:
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if len(prompts) != 1:
             raise HTTPException(422, "prompt: send exactly one prompt per request")
         max_tokens = budget(body.max_tokens)
-        result = await answer(
-            GenerationRequest(prompts[0], max_tokens, body.temperature, "completions")
-        )
+        request = GenerationRequest(prompts[0], max_tokens, body.temperature, "completions")
+        if body.stream:
+            return await answer_streamed(
+                request, max_tokens, body.stream_options, "text_completion", _text_choice, None
+            )
+        result = await answer(request)
         return {
             "id": result.request_id,
             "object": "text_completion",
@@ -363,30 +442,17 @@ def create_app(
     return app
 
 
-async def _sse_chunks(
-    head: dict[str, Any], result: GenerationResult, finish: str, usage: dict[str, int] | bool
-) -> AsyncIterator[str]:
-    """The answer as chat.completion.chunk server-sent events, then [DONE].
+def _chat_choice(piece: str | None, reason: str | None) -> dict[str, Any]:
+    """A chat.completion.chunk choice: a content delta, or the closing empty one."""
+    delta = {} if piece is None else {"content": piece}
+    return {"index": 0, "delta": delta, "finish_reason": reason}
 
-    Batched generation finishes a whole answer at once, so the chunks are word pieces of the
-    finished text: the wire format is OpenAI's, the first byte arrives after generation.
-    """
 
-    def event(delta: dict[str, Any], reason: str | None, **extra: Any) -> str:
-        chunk = {
-            **head,
-            "object": "chat.completion.chunk",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": reason}],
-            **extra,
-        }
-        return f"data: {json.dumps(chunk)}\n\n"
+def _text_choice(piece: str | None, reason: str | None) -> dict[str, Any]:
+    """A streamed text_completion choice: a text piece, or the closing empty one."""
+    return {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": reason}
 
-    yield event({"role": "assistant", "content": ""}, None)
-    words = result.text.split(" ")
-    for i, word in enumerate(words):
-        yield event({"content": word if i == 0 else " " + word}, None)
-    yield event({}, finish)
-    if usage:
-        tail = {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage}
-        yield f"data: {json.dumps(tail)}\n\n"
-    yield "data: [DONE]\n\n"
+
+def _sse(body: dict[str, Any]) -> str:
+    """One server-sent event carrying a JSON body."""
+    return f"data: {json.dumps(body)}\n\n"

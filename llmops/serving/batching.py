@@ -3,7 +3,8 @@
 A worker coroutine waits for the first queued request, then gathers more for at most
 `window_ms` (or until `max_batch`), and runs the batch on a single generation thread. Requests
 with different (max_tokens, temperature) go into separate generate calls of the same round.
-While a batch runs, new requests queue up and form the next batch.
+While a batch runs, new requests queue up and form the next batch. Streamed and non-streamed
+requests share batches: a streamed one gets its pieces through `on_text` as tokens come out.
 
 Written by hand because the serving libraries that batch (vLLM, TGI, Ray Serve) are whole
 servers with their own model loading, not a component we can put behind our FastAPI app.
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmops.model.generation import TextSink
 from llmops.serving.champion import ModelSlot
 from llmops.serving.store import InferenceStore, utc_now
 
@@ -31,12 +33,17 @@ class PromptTooLongError(ValueError):
 
 @dataclass
 class GenerationRequest:
-    """One request waiting for its answer. `prompt` is chat messages or raw completion text."""
+    """One request waiting for its answer. `prompt` is chat messages or raw completion text.
+
+    `on_text`, for streamed requests, is called on the generation thread with each new piece of
+    the answer while its batch runs (so it must be thread-safe); the result still comes whole.
+    """
 
     prompt: list[dict[str, str]] | str
     max_tokens: int
     temperature: float
     endpoint: str
+    on_text: TextSink | None = None
     request_id: str = field(default_factory=lambda: f"req-{uuid.uuid4().hex}")
     received: float = field(default_factory=time.perf_counter)
 
@@ -135,7 +142,12 @@ class DynamicBatcher:
         version = self.slot.version
         for (max_tokens, temperature), members in groups.items():
             try:
-                answers = self.slot.generate([p for _, p in members], max_tokens, temperature)
+                answers = self.slot.generate(
+                    [p for _, p in members],
+                    max_tokens,
+                    temperature,
+                    [requests[index].on_text for index, _ in members],
+                )
             except Exception as error:  # reported to each caller as a 500, the server goes on
                 outcomes.update({index: error for index, _ in members})
                 continue

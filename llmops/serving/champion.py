@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from peft import PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from llmops.model.generation import generate_texts
+from llmops.model.generation import TextSink, generate_texts
 from llmops.model.loading import load_model, load_tokenizer, resolve_base
 from llmops.model.registry import alias_version, resolve_alias
 
@@ -91,8 +91,14 @@ class ModelSlot:
         return len(self.loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def generate(
-        self, prompts: Sequence[str], max_new_tokens: int, temperature: float
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int,
+        temperature: float,
+        streams: Sequence[TextSink | None] | None = None,
     ) -> list[tuple[str, int, int]]:
-        """One batched generate call over rendered prompts."""
+        """One batched generate call over rendered prompts; `streams` as in generate_texts."""
         loaded = self.loaded
-        return generate_texts(loaded.model, loaded.tokenizer, prompts, max_new_tokens, temperature)
+        return generate_texts(
+            loaded.model, loaded.tokenizer, prompts, max_new_tokens, temperature, streams
+        )

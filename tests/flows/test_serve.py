@@ -64,7 +64,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> I
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LLMOPS_HOME", env["LLMOPS_HOME"])
         mp.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
-        _register(home, seed=0, scale=0.0)
+        # A perturbed adapter: the tiny base alone answers only whitespace (empty text).
+        _register(home, seed=0, scale=1.0)
         port = _free_port()
         cmd = [sys.executable, "-m", "llmops.cli", "serve", "--profile", "tiny"]
         cmd += ["--port", str(port), "--registered-model", MODEL]
@@ -105,14 +106,49 @@ def test_chat_completion_answers_and_reports_usage(server: Server) -> None:
     assert reply.id.startswith("req-")
 
 
-def test_streaming_chat_matches_the_non_streamed_answer(server: Server) -> None:
+def test_chat_streams_token_by_token_and_matches_the_non_streamed_answer(server: Server) -> None:
     messages = [{"role": "user", "content": "Where is the export button?"}]
-    whole = server.client.chat.completions.create(model=MODEL, messages=messages)
-    stream = server.client.chat.completions.create(model=MODEL, messages=messages, stream=True)
-    chunks = list(stream)
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == whole.choices[0].message.content
-    assert chunks[-1].choices[0].finish_reason in {"stop", "length"}
+    whole = server.client.chat.completions.create(model=MODEL, messages=messages, max_tokens=32)
+    started = time.perf_counter()
+    stream = server.client.chat.completions.create(
+        model=MODEL,
+        messages=messages,
+        max_tokens=32,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    arrivals, chunks = [], []
+    for chunk in stream:
+        arrivals.append(time.perf_counter() - started)
+        chunks.append(chunk)
+    content = [
+        (at, c.choices[0].delta.content)
+        for at, c in zip(arrivals, chunks, strict=True)
+        if c.choices and c.choices[0].delta.content
+    ]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert len(content) > 1
+    assert "".join(piece for _, piece in content) == whole.choices[0].message.content
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens == 32
+    assert chunks[-2].system_fingerprint == whole.system_fingerprint
+    # Streamed as generated, the pieces are spread over the 32 decoding steps; sent after the
+    # answer was complete (time to first token == latency), they would all land within ~1 ms.
+    first, last = content[0][0], content[-1][0]
+    print(f"first piece {first * 1000:.0f} ms, last {last * 1000:.0f} ms")
+    assert last - first > last / 4
+
+
+def test_completions_stream_too(server: Server) -> None:
+    whole = server.client.completions.create(model=MODEL, prompt="Billing is", max_tokens=8)
+    chunks = list(
+        server.client.completions.create(
+            model=MODEL, prompt="Billing is", max_tokens=8, stream=True
+        )
+    )
+    pieces = [c.choices[0].text for c in chunks if c.choices[0].text]
+    assert len(pieces) > 1 and "".join(pieces) == whole.choices[0].text
+    assert chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
 
 
 def test_completions_and_models(server: Server) -> None:
@@ -144,11 +180,17 @@ def test_oversized_requests_get_clear_4xx(server: Server) -> None:
         server.client.chat.completions.create(model=MODEL, messages=long_prompt)
     assert too_long.value.status_code == 413
     assert "tokens" in too_long.value.message
+    with pytest.raises(openai.APIStatusError) as too_long_streamed:  # refused before streaming
+        server.client.chat.completions.create(model=MODEL, messages=long_prompt, stream=True)
+    assert too_long_streamed.value.status_code == 413
 
 
 def test_metrics_count_requests_and_tokens(server: Server) -> None:
-    server.client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    hi = [{"role": "user", "content": "hi"}]
+    server.client.chat.completions.create(model=MODEL, messages=hi)
+    list(server.client.chat.completions.create(model=MODEL, messages=hi, stream=True))
     text = httpx.get(f"{server.base_url}/metrics").text
+    assert 'llmops_time_to_first_token_seconds_count{endpoint="chat"} ' in text
     assert 'llmops_requests_total{endpoint="chat",status="200"}' in text
     assert 'llmops_tokens_total{kind="completion"}' in text
     assert "llmops_request_latency_seconds_bucket" in text

@@ -1,0 +1,22 @@
+"""A tiny model that says something, shared by the generation and serving tests.
+
+The tiny random base only ever emits newlines (an empty answer after stripping); a perturbed
+LoRA adapter merged into it gives non-empty, prompt-dependent text, so streamed pieces and
+answers can be compared for real.
+"""
+
+from pathlib import Path
+
+import torch
+from model_support import make_tiny_adapter
+from peft import PeftModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from llmops.model.loading import load_model, load_tokenizer
+
+
+def talking_tiny_model(workdir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The tiny random model with a seeded random adapter merged in, on CPU, in eval mode."""
+    adapter, base = make_tiny_adapter(workdir / "talking-adapter", seed=0, scale=1.0)
+    model = PeftModel.from_pretrained(load_model(base, torch.device("cpu")), str(adapter))
+    return model.merge_and_unload().eval(), load_tokenizer(base)
