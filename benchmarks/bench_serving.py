@@ -7,10 +7,14 @@ Registers a fresh LoRA adapter (zero-initialised, so it equals the base) as the 
 temporary project home, starts the real app under uvicorn on loopback, and sends the same chat
 requests with the OpenAI-shaped HTTP API at concurrency 1, 4 and 16. The baseline, in the same
 run and process, answers them one at a time with `generate_batch` on the served model.
+Then the same requests streamed (`stream: true`) at concurrency 1 and 4: time to the first
+content chunk against the time to the whole answer, streamed and not (use SmolLM2 for these:
+the tiny random model answers only whitespace, so it streams no text).
 """
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import statistics
@@ -102,6 +106,38 @@ async def load_test(url: str, convs: list, max_tokens: int, concurrency: int) ->
     return stats(latencies, time.perf_counter() - start)
 
 
+def has_content(sse_line: str) -> bool:
+    """Whether a server-sent event line is a chunk carrying answer text."""
+    if not sse_line.startswith("data: {"):
+        return False
+    choices = json.loads(sse_line.removeprefix("data: "))["choices"]
+    return bool(choices and choices[0]["delta"].get("content"))
+
+
+async def stream_test(url: str, convs: list, max_tokens: int, concurrency: int) -> dict[str, float]:
+    """Stream every conversation; p50 of time to the first content chunk and to [DONE]."""
+    gate, firsts, totals = asyncio.Semaphore(concurrency), [], []
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+
+        async def one(conv: list) -> None:
+            body = {"model": MODEL, "messages": conv, "max_tokens": max_tokens, "stream": True}
+            async with gate:
+                t, first = time.perf_counter(), None
+                async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                    response.raise_for_status()
+                    async for line in response.aiter_lines():
+                        if first is None and has_content(line):
+                            first = time.perf_counter() - t
+                totals.append(time.perf_counter() - t)
+                firsts.append(first if first is not None else totals[-1])
+
+        await asyncio.gather(*(one(c) for c in convs))
+    return {
+        "first_ms": statistics.median(firsts) * 1000,
+        "total_ms": statistics.median(totals) * 1000,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="tiny-random", help="base model ref")
@@ -150,6 +186,14 @@ def main() -> None:
             f"{f'server, concurrency {concurrency}':<26}{result['rps']:>9.2f}"
             f"{result['p50_ms']:>10.0f}{result['p95_ms']:>10.0f}"
             f"{result['rps'] / baseline['rps']:>12.2f}x"
+        )
+    print(f"\n{'streamed':<26}{'TTFT p50':>10}{'done p50':>10}{'TTFT / non-streamed p50':>25}")
+    for concurrency in (1, 4):
+        plain = asyncio.run(load_test(url, convs, args.max_tokens, concurrency))
+        streamed = asyncio.run(stream_test(url, convs, args.max_tokens, concurrency))
+        print(
+            f"{f'concurrency {concurrency}':<26}{streamed['first_ms']:>10.0f}"
+            f"{streamed['total_ms']:>10.0f}{streamed['first_ms'] / plain['p50_ms']:>24.2f}x"
         )
     server.should_exit = True
 
