@@ -28,7 +28,7 @@ def test_every_record_is_accounted_for(sample_manifest: dict):
     ]
     train = pd.read_parquet(sample_manifest["splits"]["train"])
     eval_ = pd.read_parquet(sample_manifest["splits"]["eval"])
-    assert counts["total"] == 260  # every line/item/row in data/sample (see PLANTED.md)
+    assert counts["total"] == 367  # every line/item/row in data/sample (see PLANTED.md)
     assert counts["total"] == (
         counts["accepted"]
         + counts["quarantined"]
@@ -51,19 +51,32 @@ def test_each_planted_problem_is_caught(sample_manifest: dict):
     }
     quarantined = {k for k, r in rejected.items() if r["reason"] == "quarantined"}
     assert {
+        "support_tickets.jsonl:41",  # invalid JSON
+        "support_tickets.jsonl:197",  # undecodable bytes
         "bad-missing-response",
+        "bad-null-response",
         "bad-empty-prompt",
         "bad-too-long",
         "bad-number-response",
+        "bad-list-response",
+        "bad-number-prompt",
+        "bad-empty-prompt-2",
+        "bad-missing-prompt",
+        "bad-null-prompt",
+        "bad-dict-response",
+        "bad-missing-response-2",
+        "bad-whitespace-prompt",
         "bad-role-order",
-        "support_tickets.jsonl:41",  # invalid JSON
-        "support_tickets.jsonl:197",  # undecodable bytes
+        "bad-ends-with-user",
+        "bad-two-user-turns",
+        "bad-unknown-role",
+        "bad-too-long-chat",
     } == quarantined
-    assert rejected["dup-3"]["reason"] == "exact_duplicate"
-    assert {rejected[f"near-{i}"]["reason"] for i in (5, 23, 61)} <= {
-        "exact_duplicate",
-        "near_duplicate",
-    }
+    exact = {"dup-3", "dup-17", "dup-42", "dup-88", "dup-120", "near-140"}
+    assert {rejected[i]["reason"] for i in exact} == {"exact_duplicate"}
+    assert {rejected[f"near-{i}"]["reason"] for i in (5, 23, 61, 77)} == {"near_duplicate"}
+    assert rejected["dup-42"]["duplicate_of"] == "chat-mobile-app-2"  # across formats
+    assert rejected["near-77"]["duplicate_of"] == "chat-permissions-3"
 
 
 def test_pii_is_replaced_by_placeholders(sample_manifest: dict):
@@ -71,10 +84,22 @@ def test_pii_is_replaced_by_placeholders(sample_manifest: dict):
         [pd.read_parquet(p) for p in sample_manifest["splits"].values()], ignore_index=True
     )
     text = " ".join(m["content"] for ms in records["messages"] for m in ms)
-    for secret in ("jane.doe@example.com", "555-0132", "4111 1111 1111 1111", "203.0.113.42"):
+    planted = (  # one per type and place, see PLANTED.md
+        "jane.doe@example.com",
+        "tom.becker@example.org",  # in a response
+        "555-0132",
+        "7946 0958",
+        "4111 1111 1111 1111",
+        "5555-5555-5555-4444",
+        "203.0.113.42",
+        "198.51.100.7",  # in an assistant turn
+        "DE89 3704 0044 0532 0130 00",
+        "GB82WEST12345698765432",
+    )
+    for secret in planted:
         assert secret not in text
     assert "1234 5678 9012 3456" in text  # Luhn-invalid: not a card
-    assert sample_manifest["counts"]["pii_email"] == 1
+    assert sample_manifest["counts"]["pii_email"] == 2
 
 
 def test_same_input_same_dataset_id(sample_manifest: dict, tmp_path: Path):

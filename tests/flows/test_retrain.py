@@ -24,7 +24,7 @@ def test_retrain_adds_landed_data_and_names_the_run(
         (llmops_home / "datasets" / summary["dataset_id"] / "manifest.json").read_text()
     )
     assert str(landed) in manifest["sources"]
-    assert manifest["counts"]["total"] == 261  # the bundled sample + the landed record
+    assert manifest["counts"]["total"] == 368  # the bundled sample + the landed record
 
     from prefect.client.orchestration import get_client
 
