@@ -4,8 +4,11 @@
     .venv/bin/prefect --no-prompt deploy --all    # against a running Prefect server
 
 tests/test_contracts.py fails when the committed prefect.yaml differs from this output.
+`llmops up --profile tiny` deploys a rendering with every deployment on one profile instead.
+Flows scaffolded by `llmops new-flow` are listed in deployments/authored.yaml.
 """
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +17,21 @@ import yaml
 from llmops.config import load_profile_data
 
 ROOT = Path(__file__).resolve().parent.parent
+AUTHORED = ROOT / "deployments" / "authored.yaml"
 STAGES = ("prepare", "finetune", "evaluate", "promote")
 
 GPU_FINETUNE = "finetune/finetune-gpu"
+# Schedules run by themselves only for real runs; on the laptop and in tests they are declared
+# but paused, so an operator turns them on in the UI (or deploys with the gpu profile).
+SCHEDULES_ACTIVE = {"gpu": True}
 
 
-def retrain_trigger(event: str, new_data: str | None = None, **rule: Any) -> dict[str, Any]:
+def retrain_trigger(
+    profile: str, event: str, new_data: str | None = None, **rule: Any
+) -> dict[str, Any]:
     """A deployment trigger on `event` that passes why (and which new data) into the run."""
     config = {
-        **load_profile_data("retrain", "cpu"),
+        **load_profile_data("retrain", profile),
         "finetune_deployment": GPU_FINETUNE,
         "reason": "{{ event.event }}",
         # A plain string: Prefect renders templates in mapping values, not inside lists.
@@ -85,7 +94,7 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "flow": "monitor",
         "name": "drift-check-hourly",
         "pool": "cpu",
-        "schedules": [{"cron": "0 * * * *", "timezone": "UTC", "active": False}],
+        "schedules": [{"cron": "0 * * * *", "timezone": "UTC"}],
         "description": "Hourly Evidently drift check of live traffic against the champion's data; "
         "emits llmops.drift.detected.",
     },
@@ -95,7 +104,7 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "name": "watch-landing",
         "pool": "cpu",
         "concurrency_limit": 1,
-        "schedules": [{"interval": 60, "active": False}],
+        "schedules": [{"interval": 60}],
         "description": "Every minute: announce new files in the landing zone as "
         "llmops.dataset.landed events.",
     },
@@ -116,13 +125,11 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "pool": "cpu",
         "concurrency_limit": 1,
         "finetune_deployment": GPU_FINETUNE,
-        "schedules": [{"cron": "0 3 * * *", "timezone": "UTC", "active": False}],
+        "schedules": [{"cron": "0 3 * * *", "timezone": "UTC"}],
         "triggers": [
-            retrain_trigger("llmops.dataset.landed", new_data="{{ event.payload.path }}"),
-            retrain_trigger("llmops.drift.detected"),
-            retrain_trigger(
-                "llmops.feedback.received", threshold=50, within=3600, posture="Reactive"
-            ),
+            {"event": "llmops.dataset.landed", "new_data": "{{ event.payload.path }}"},
+            {"event": "llmops.drift.detected"},
+            {"event": "llmops.feedback.received", "threshold": 50, "within": 3600},
         ],
         "description": "Retraining: exports feedback, then runs the training pipeline on base "
         "data + newly landed data + feedback; nightly, on new data, on drift, or after 50 "
@@ -131,9 +138,19 @@ DEPLOYMENTS: list[dict[str, Any]] = [
 ]
 
 
-def parameters(spec: dict[str, Any]) -> dict[str, Any]:
+def authored_deployments() -> list[dict[str, Any]]:
+    """Deployments of flows scaffolded by `llmops new-flow` (same keys as DEPLOYMENTS)."""
+    return (yaml.safe_load(AUTHORED.read_text()) or []) if AUTHORED.exists() else []
+
+
+def deployment_profile(spec: dict[str, Any], profile: str | None) -> str:
+    """The profile a deployment's parameters come from: its own (cpu unless it says, e.g. gpu
+    for fine-tuning), or `profile` for every deployment when one is given."""
+    return profile or spec.get("profile", "cpu")
+
+
+def parameters(spec: dict[str, Any], profile: str) -> dict[str, Any]:
     """The deployment's `config` parameter, read from the profiles."""
-    profile = spec.get("profile", "cpu")
     if spec["file"] == "retrain":
         config = load_profile_data("retrain", profile)
         return {"config": {**config, "reason": "schedule", "finetune_deployment": GPU_FINETUNE}}
@@ -146,21 +163,35 @@ def parameters(spec: dict[str, Any]) -> dict[str, Any]:
     return {"config": config}
 
 
-def render() -> str:
-    """prefect.yaml as text."""
+def triggers(spec: dict[str, Any], profile: str) -> list[dict[str, Any]]:
+    """Event triggers of the retrain deployment: each passes why (and which data) into the run."""
+    rendered = []
+    for rule in spec["triggers"]:
+        window = {"posture": "Reactive"} if "threshold" in rule else {}
+        rendered.append(retrain_trigger(profile, **rule, **window))
+    return rendered
+
+
+def render(profile: str | None = None) -> str:
+    """prefect.yaml as text; with `profile`, every deployment takes its parameters from it."""
     deployments = []
-    for spec in DEPLOYMENTS:
+    for spec in [*DEPLOYMENTS, *authored_deployments()]:
+        chosen = deployment_profile(spec, profile)
         entry = {
             "name": spec["name"],
             "description": spec["description"],
             "entrypoint": f"flows/{spec['file']}.py:{spec['flow']}",
             "tags": ["llmops", spec["file"].replace("_", "-")],
-            "parameters": parameters(spec),
+            "parameters": parameters(spec, chosen),
             "work_pool": {"name": spec["pool"]},
         }
-        for key in ("concurrency_limit", "schedules", "triggers"):
-            if key in spec:
-                entry[key] = spec[key]
+        if "concurrency_limit" in spec:
+            entry["concurrency_limit"] = spec["concurrency_limit"]
+        if "schedules" in spec:
+            active = SCHEDULES_ACTIVE.get(chosen, False)
+            entry["schedules"] = [{**schedule, "active": active} for schedule in spec["schedules"]]
+        if "triggers" in spec:
+            entry["triggers"] = triggers(spec, chosen)
         deployments.append(entry)
     document = {
         "name": "llmops",
@@ -179,5 +210,13 @@ def render() -> str:
     return header + yaml.safe_dump(document, sort_keys=False, width=100)
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", help="put every deployment on this profile (e.g. tiny)")
+    parser.add_argument("--output", type=Path, default=ROOT / "prefect.yaml")
+    arguments = parser.parse_args()
+    arguments.output.write_text(render(arguments.profile))
+
+
 if __name__ == "__main__":
-    (ROOT / "prefect.yaml").write_text(render())
+    main()

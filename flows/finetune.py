@@ -82,7 +82,9 @@ class FinetuneConfig(FlowConfig):
         return self.model_copy(update={"dataset": "", "experiment": ""}).fingerprint()
 
 
-@flow(name="finetune", log_prints=True)
+# persist_result: the training pipeline reads this result back when it runs fine-tuning as a
+# deployment on the gpu pool (run_deployment), and Prefect keeps no flow results by default.
+@flow(name="finetune", log_prints=True, persist_result=True)
 def finetune(config: FinetuneConfig) -> dict[str, Any]:
     """Train a LoRA adapter on the dataset's train split (resuming or reusing a run folder)."""
     dataset_id, records = load_training_data(config.dataset)

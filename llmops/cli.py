@@ -10,7 +10,15 @@ configure_environment()
 
 import typer  # noqa: E402
 
-from llmops.commands import data, model, ops, serving, training  # noqa: E402
+from llmops.commands import (  # noqa: E402
+    authoring,
+    data,
+    model,
+    ops,
+    serving,
+    stack,
+    training,
+)
 
 app = typer.Typer(
     name="llmops",
@@ -20,7 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-for area in (data, training, model, serving, ops):
+for area in (data, training, model, serving, ops, stack, authoring):
     area.register(app)
 
 if __name__ == "__main__":

@@ -67,3 +67,14 @@ def test_finetune_runs_alone_on_the_gpu_pool():
         retrain_config.model_validate(config)
     landed = next(t for t in retrain["triggers"] if t["expect"] == ["llmops.dataset.landed"])
     assert landed["parameters"]["config"]["new_data"] == "{{ event.payload.path }}"
+
+
+def test_schedules_run_by_themselves_only_on_the_gpu_profile():
+    render = importlib.import_module("deployments.render").render
+
+    def active(profile: str | None) -> set[bool]:
+        deployments = yaml.safe_load(render(profile))["deployments"]
+        return {s["active"] for d in deployments for s in d.get("schedules", [])}
+
+    assert active(None) == active("cpu") == active("tiny") == {False}
+    assert active("gpu") == {True}

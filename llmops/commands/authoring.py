@@ -1,0 +1,38 @@
+"""`llmops new-flow`: scaffold a new flow for a data engineer to build on."""
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from llmops import scaffold
+
+
+def register(app: typer.Typer) -> None:
+    """Add this area's subcommands to the `llmops` app."""
+    app.command("new-flow")(new_flow_command)
+
+
+def new_flow_command(
+    name: Annotated[str, typer.Argument(help="snake_case name, e.g. partner_feed_check.")],
+    pool: Annotated[
+        Literal["cpu", "gpu"], typer.Option(help="Work pool its deployment runs on.")
+    ] = "cpu",
+    project_dir: Annotated[
+        Path, typer.Option(help="Project to add it to (default: this checkout).")
+    ] = scaffold.REPO,
+) -> None:
+    """Scaffold a flow: flows/NAME.py (config model + flow built from tasks/ and a data
+    contract), profiles/NAME/{tiny,cpu,gpu}.yaml, tests/flows/test_NAME.py (passes as is) and
+    its deployment (deployments/authored.yaml, rendered into prefect.yaml).
+
+    Then see docs/authoring-flows.md.
+    """
+    try:
+        written = scaffold.scaffold_flow(name, pool, project_dir.resolve())
+    except (ValueError, FileExistsError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    for path in written:
+        typer.echo(f"wrote {path}")
+    typer.echo(f"\nnext: .venv/bin/python -m pytest tests/flows/test_{name}.py")
