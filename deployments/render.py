@@ -27,7 +27,7 @@ SCHEDULES_ACTIVE = {"gpu": True}
 
 
 def retrain_trigger(
-    profile: str, event: str, new_data: str | None = None, **rule: Any
+    profile: str, name: str, event: str, new_data: str | None = None, **rule: Any
 ) -> dict[str, Any]:
     """A deployment trigger on `event` that passes why (and which new data) into the run."""
     config = {
@@ -38,6 +38,7 @@ def retrain_trigger(
         "new_data": new_data or [],
     }
     return {
+        "name": name,  # what the Automations page shows
         "type": "event",
         "enabled": True,
         "expect": [event],
@@ -90,6 +91,16 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "description": "Move the champion alias back to the previous champion.",
     },
     {
+        "file": "serve",
+        "flow": "serve",
+        "name": "serve-champion",
+        "pool": "cpu",
+        "concurrency_limit": 1,
+        "description": "Serve the champion over an OpenAI-compatible REST API until cancelled; "
+        "follows the champion alias (hot swap). API key from a Prefect Secret block or "
+        "LLMOPS_API_KEY on the worker.",
+    },
+    {
         "file": "monitor",
         "flow": "monitor",
         "name": "drift-check-hourly",
@@ -127,9 +138,18 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "finetune_deployment": GPU_FINETUNE,
         "schedules": [{"cron": "0 3 * * *", "timezone": "UTC"}],
         "triggers": [
-            {"event": "llmops.dataset.landed", "new_data": "{{ event.payload.path }}"},
-            {"event": "llmops.drift.detected"},
-            {"event": "llmops.feedback.received", "threshold": 50, "within": 3600},
+            {
+                "name": "retrain on new data (llmops.dataset.landed)",
+                "event": "llmops.dataset.landed",
+                "new_data": "{{ event.payload.path }}",
+            },
+            {"name": "retrain on drift (llmops.drift.detected)", "event": "llmops.drift.detected"},
+            {
+                "name": "retrain after 50 feedbacks within an hour (llmops.feedback.received)",
+                "event": "llmops.feedback.received",
+                "threshold": 50,
+                "within": 3600,
+            },
         ],
         "description": "Retraining: exports feedback, then runs the training pipeline on base "
         "data + newly landed data + feedback; nightly, on new data, on drift, or after 50 "

@@ -8,6 +8,7 @@ form. Profiles live in `profiles/<flow>/<profile>.yaml` (`tiny` for tests, `cpu`
 import hashlib
 import json
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar, Self
 
 import yaml
@@ -59,3 +60,17 @@ def load_profile_data(profile_dir: str, profile: str) -> dict[str, Any]:
         known = sorted(p.stem for p in (PROFILES_DIR / profile_dir).glob("*.yaml"))
         raise FileNotFoundError(f"no profile {profile!r} for {profile_dir!r}; known: {known}")
     return yaml.safe_load(path.read_text()) or {}
+
+
+def flow_config_class(module: ModuleType) -> type[FlowConfig]:
+    """A flow module's config: the one FlowConfig subclass whose profile_dir is the module's name
+    (flows/<name>.py reads profiles/<name>/)."""
+    name = module.__name__.rsplit(".", 1)[-1]
+    found = [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, FlowConfig) and value.profile_dir == name
+    ]
+    if len(found) != 1:
+        raise LookupError(f"{module.__name__} must define exactly one FlowConfig for {name!r}")
+    return found[0]

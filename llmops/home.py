@@ -1,7 +1,8 @@
 """The project home: one folder for every local store, so no server needs starting by hand.
 
 Layout (all created on demand):
-    prefect/      PREFECT_HOME for ephemeral runs (prefect.db, result storage)
+    prefect/      PREFECT_HOME (prefect.db, result storage) of ephemeral runs and `llmops up`
+    stack/        what `llmops up` started (stack.json) and its logs
     mlflow.db     MLflow tracking + registry store (SQLite)
     mlartifacts/  MLflow artifacts
     datasets/     versioned datasets written by `llmops prepare`
@@ -54,5 +55,10 @@ def configure_environment() -> None:
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
+    # While `llmops up` runs, commands run their flows through its server (the UI shows them).
+    from llmops.stack import running_api_url
+
+    if stack_api := running_api_url():
+        defaults["PREFECT_API_URL"] = stack_api
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

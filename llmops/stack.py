@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -98,21 +99,25 @@ def port_in_use(port: int) -> bool:
 
 def stack_environment(state: StackState) -> dict[str, str]:
     """Environment of every stack process: the project home, this repository (prefect.yaml's
-    pull step), the server's API, and one PREFECT_HOME so workers share persisted results."""
-    env = {
+    pull step), the server's API, and the PREFECT_HOME of ephemeral runs: one database, so the
+    UI also shows the runs made before `up` (`make demo`), and one result store, so the gpu
+    worker's fine-tune result reaches the pipeline on the cpu worker. Postgres instead when
+    PREFECT_API_DATABASE_CONNECTION_URL says so (it passes through)."""
+    return {
         **os.environ,
-        "PREFECT_HOME": str(stack_dir() / "prefect"),
+        "PREFECT_HOME": str(project_home() / "prefect"),
         "PREFECT_API_URL": f"{state.prefect_url}/api",
         "LLMOPS_HOME": str(project_home()),
         "LLMOPS_PROJECT_DIR": str(REPO),
         "MLFLOW_TRACKING_URI": mlflow_tracking_uri(),
     }
-    # Postgres when the operator says so, else SQLite beside the other local stores.
-    env.setdefault(
-        "PREFECT_API_DATABASE_CONNECTION_URL",
-        f"sqlite+aiosqlite:///{stack_dir() / 'prefect.db'}",
-    )
-    return env
+
+
+def running_api_url() -> str | None:
+    """The API of the Prefect server a still-running `llmops up` started, if any."""
+    state = load_state()
+    server = state.processes.get("prefect-server") if state else None
+    return f"{state.prefect_url}/api" if server and is_running(server) else None
 
 
 def commands(state: StackState) -> dict[str, list[str]]:
@@ -167,20 +172,36 @@ def start_process(name: str, argv: list[str], env: dict[str, str]) -> dict:
     return {"pid": process.pid, "create_time": psutil.Process(process.pid).create_time()}
 
 
-def wait_until_healthy(name: str, state: StackState) -> None:
-    """Poll the server's health endpoint; fail fast, with its log, if the process exits."""
-    url = health_url(name, state)
+def is_ready(name: str, state: StackState) -> bool:
+    """A server answers its health check; a worker has sent its pool a heartbeat since it
+    started (a stale record of an earlier worker with the same name does not count)."""
+    try:
+        if name in SERVERS:
+            return httpx.get(health_url(name, state), timeout=2).status_code == 200
+        pool = name.removeprefix("worker-")
+        url = f"{state.prefect_url}/api/work_pools/{pool}/workers/filter"
+        workers = httpx.post(url, json={}, timeout=5).json()
+    except httpx.HTTPError:
+        return False
+    started = datetime.fromtimestamp(state.processes[name]["create_time"], UTC)
+    return any(
+        worker["name"] == f"llmops-{pool}"
+        and datetime.fromisoformat(worker["last_heartbeat_time"]) >= started
+        for worker in workers
+        if worker.get("last_heartbeat_time")
+    )
+
+
+def wait_until_ready(name: str, state: StackState) -> None:
+    """Poll until `name` is ready; fail fast, with its log, if the process exits."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if not is_running(state.processes[name]):
             raise StackError(f"{name} exited while starting; {log_path(name)}:\n{log_tail(name)}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if is_ready(name, state):
+            return
         time.sleep(0.5)
-    raise StackError(f"{name} did not answer {url} in {STARTUP_TIMEOUT_S} s; see {log_path(name)}")
+    raise StackError(f"{name} not ready in {STARTUP_TIMEOUT_S} s; see {log_path(name)}")
 
 
 def run_step(what: str, argv: list[str], env: dict[str, str]) -> None:
@@ -218,7 +239,7 @@ def register(state: StackState, env: dict[str, str], report: Callable[[str], Non
 def ensure_started(
     name: str, state: StackState, env: dict[str, str], report: Callable[[str], None]
 ) -> None:
-    """Start `name` unless the recorded process is alive; servers are waited for until healthy."""
+    """Start `name` unless the recorded process is alive, and wait until it is ready."""
     if name in state.processes and is_running(state.processes[name]):
         report(f"{name} already running (pid {state.processes[name]['pid']})")
         return
@@ -228,9 +249,8 @@ def ensure_started(
     started = time.monotonic()
     state.processes[name] = start_process(name, commands(state)[name], env)
     save_state(state)
-    if name in SERVERS:
-        wait_until_healthy(name, state)
-    report(f"{name} started in {time.monotonic() - started:.1f} s (log: {log_path(name)})")
+    wait_until_ready(name, state)
+    report(f"{name} ready in {time.monotonic() - started:.1f} s (log: {log_path(name)})")
 
 
 def up(

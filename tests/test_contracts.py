@@ -9,22 +9,10 @@ import pytest
 import yaml
 from prefect import Flow
 
-from llmops.config import PROFILE_NAMES, PROFILES_DIR, FlowConfig
+from llmops.config import PROFILE_NAMES, PROFILES_DIR, flow_config_class
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOYMENTS = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
-
-
-def config_class(module) -> type[FlowConfig]:
-    """The module's flow config: the FlowConfig subclass whose profile_dir names the module."""
-    name = module.__name__.rsplit(".", 1)[-1]
-    found = [
-        value
-        for value in vars(module).values()
-        if isinstance(value, type) and issubclass(value, FlowConfig) and value.profile_dir == name
-    ]
-    assert len(found) == 1, f"{module.__name__} must define exactly one config for {name}"
-    return found[0]
 
 
 @pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["name"])
@@ -32,14 +20,14 @@ def test_entrypoint_is_a_flow_and_parameters_validate(deployment: dict):
     path, flow_name = deployment["entrypoint"].split(":")
     module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
     assert isinstance(getattr(module, flow_name), Flow)
-    config_class(module).model_validate(deployment["parameters"]["config"])
+    flow_config_class(module).model_validate(deployment["parameters"]["config"])
     assert deployment["work_pool"]["name"] in {"cpu", "gpu"}
     assert deployment["description"]
 
 
 @pytest.mark.parametrize("flow_dir", sorted(p.name for p in PROFILES_DIR.iterdir() if p.is_dir()))
 def test_every_profile_loads(flow_dir: str):
-    config = config_class(importlib.import_module(f"flows.{flow_dir}"))
+    config = flow_config_class(importlib.import_module(f"flows.{flow_dir}"))
     for profile in PROFILE_NAMES:
         config.from_profile(profile)
 
@@ -78,3 +66,9 @@ def test_schedules_run_by_themselves_only_on_the_gpu_profile():
 
     assert active(None) == active("cpu") == active("tiny") == {False}
     assert active("gpu") == {True}
+
+
+def test_every_flow_is_a_deployment():
+    deployed = {d["entrypoint"].split(":")[0] for d in DEPLOYMENTS}
+    flows = {f"flows/{p.name}" for p in (ROOT / "flows").glob("*.py") if p.stem != "__init__"}
+    assert flows <= deployed, f"no deployment for {sorted(flows - deployed)}"

@@ -1,16 +1,21 @@
-"""`llmops new-flow`: scaffold a new flow for a data engineer to build on."""
+"""`llmops new-flow` and `llmops run-flow`: scaffold a flow, then run any flow by name."""
 
+import importlib
+import json
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
 from llmops import scaffold
+from llmops.commands import Profile, run_flow
+from llmops.config import flow_config_class
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to the `llmops` app."""
     app.command("new-flow")(new_flow_command)
+    app.command("run-flow")(run_flow_command)
 
 
 def new_flow_command(
@@ -36,3 +41,20 @@ def new_flow_command(
     for path in written:
         typer.echo(f"wrote {path}")
     typer.echo(f"\nnext: .venv/bin/python -m pytest tests/flows/test_{name}.py")
+    typer.echo(f"      .venv/bin/llmops run-flow {name} --profile cpu")
+
+
+def run_flow_command(
+    name: Annotated[str, typer.Argument(help="A module of flows/, e.g. partner_feed_check.")],
+    profile: Profile = "cpu",
+) -> None:
+    """Run flows/NAME.py's flow here (ephemeral Prefect) with profiles/NAME/PROFILE.yaml and
+    print what it returns. Made for flows scaffolded by `llmops new-flow`."""
+    try:
+        module = importlib.import_module(f"flows.{name}")
+        config = flow_config_class(module).from_profile(profile)
+    except (ModuleNotFoundError, LookupError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    result = run_flow(getattr(module, name), config)
+    typer.echo(json.dumps(result, indent=2, default=str))

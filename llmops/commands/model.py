@@ -104,9 +104,8 @@ def run_command(profile: Profile = "cpu") -> None:
         )
     _echo_decision(summary)
     typer.echo(
-        "\nSee it in the UIs:\n"
-        f"  MLflow:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}\n"
-        f"  Prefect: PREFECT_HOME={home / 'prefect'} .venv/bin/prefect server start"
+        "\nSee it in the UIs (Prefect http://127.0.0.1:4200, MLflow http://127.0.0.1:5000):\n"
+        f"  LLMOPS_HOME={home} .venv/bin/llmops up      # and `llmops down` to stop them"
     )
 
 

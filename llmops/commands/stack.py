@@ -39,7 +39,8 @@ def up_command(
         typer.echo("what did start is recorded: `llmops down` stops it", err=True)
         raise typer.Exit(1) from error
     typer.echo(f"\nPrefect UI: {state.prefect_url}\nMLflow UI:  {state.mlflow_url}")
-    typer.echo(f"To run flows against it: export PREFECT_API_URL={state.prefect_url}/api")
+    typer.echo("llmops commands in this project home now run their flows through it;")
+    typer.echo(f"for the prefect CLI: export PREFECT_API_URL={state.prefect_url}/api")
 
 
 def down_command() -> None:

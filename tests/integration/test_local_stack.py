@@ -8,6 +8,7 @@ take about four minutes on two cores. Event -> flow-run latencies are printed (p
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -126,6 +127,24 @@ def test_up_registers_deployments_schedules_pools_and_workers_once(stack: Stack)
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.count("already running") == 4
     assert inventory() == first
+
+
+def test_prefect_ui_shows_the_deployments_with_their_schedules(stack: Stack):
+    """What a person sees: headless Chromium renders the UI's deployments page (a JS app)."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("needs Debian's chromium package (apt-get install chromium)")
+    page = subprocess.run(
+        [chromium, "--headless=new", "--no-sandbox", "--disable-gpu"]
+        + ["--virtual-time-budget=20000", "--dump-dom", f"{stack.url}/deployments"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    for deployment_name in (d["name"] for d in EXPECTED):
+        assert deployment_name in page
+    for schedule in ("At 03:00 AM every day", "Every hour every day", "Every minute"):
+        assert schedule in page
 
 
 def test_landed_file_leads_to_a_completed_retrain_with_its_data(stack: Stack, tmp_path: Path):

@@ -51,6 +51,17 @@ def test_scaffolded_flow_passes_its_test_and_the_contract_tests(project: Path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " passed" in done.stdout and "failed" not in done.stdout
 
+    ran = subprocess.run(
+        [LLMOPS, "run-flow", "partner_feed_check", "--profile", "tiny"],
+        cwd=project,
+        env={**env, "LLMOPS_HOME": str(project / ".llmops")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert '"total": 367' in ran.stdout  # every record of the bundled sample, accounted for
+
 
 def test_bad_or_taken_names_are_clear_errors(project: Path):
     assert "not a snake_case name" in new_flow(project, "Feed-Check").stderr
