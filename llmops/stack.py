@@ -55,13 +55,17 @@ class StackState:
     def mlflow_url(self) -> str:
         return f"http://{HOST}:{self.mlflow_port}"
 
+    def port(self, name: str) -> int | None:
+        """The port a server listens on (workers have none)."""
+        return {"prefect-server": self.prefect_port, "mlflow-server": self.mlflow_port}.get(name)
+
     def running(self) -> list[str]:
         """Names of the recorded processes that are still alive."""
         return [name for name, entry in self.processes.items() if is_running(entry)]
 
 
 def stack_dir() -> Path:
-    """Where the stack keeps its state, logs, Prefect database and results."""
+    """Where the stack keeps its state (stack.json), logs and deployment renderings."""
     return project_home() / "stack"
 
 
@@ -124,15 +128,21 @@ def commands(state: StackState) -> dict[str, list[str]]:
     """The command line of each stack process, by name."""
     bin_dir = Path(sys.executable).parent
     prefect, mlflow = str(bin_dir / "prefect"), str(bin_dir / "mlflow")
+    listen = ["--host", HOST, "--port"]
     artifacts = (project_home() / "mlartifacts").as_uri()
+    store = ["--backend-store-uri", mlflow_tracking_uri(), "--default-artifact-root", artifacts]
     servers = {
-        "prefect-server": [prefect, "server", "start", "--host", HOST],
-        "mlflow-server": [mlflow, "server", "--host", HOST, "--workers", "1"],
+        "prefect-server": [prefect, "server", "start", *listen, str(state.prefect_port)],
+        "mlflow-server": [
+            mlflow,
+            "server",
+            *listen,
+            str(state.mlflow_port),
+            "--workers",
+            "1",
+            *store,
+        ],
     }
-    servers["prefect-server"] += ["--port", str(state.prefect_port)]
-    servers["mlflow-server"] += ["--port", str(state.mlflow_port)]
-    servers["mlflow-server"] += ["--backend-store-uri", mlflow_tracking_uri()]
-    servers["mlflow-server"] += ["--default-artifact-root", artifacts]
     workers = {
         f"worker-{pool}": [prefect, "worker", "start", "--pool", pool, "--name", f"llmops-{pool}"]
         for pool in POOLS
@@ -243,7 +253,7 @@ def ensure_started(
     if name in state.processes and is_running(state.processes[name]):
         report(f"{name} already running (pid {state.processes[name]['pid']})")
         return
-    port = {"prefect-server": state.prefect_port, "mlflow-server": state.mlflow_port}.get(name)
+    port = state.port(name)
     if port is not None and port_in_use(port):
         raise StackError(f"port {port} for {name} is taken by another program; choose another")
     started = time.monotonic()

@@ -8,7 +8,6 @@ worker per process, so events for another server must come from another process.
     python -P tests/stack_support.py drift 1       # llmops.drift.detected
 """
 
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -18,13 +17,6 @@ from typing import Any
 import httpx
 
 MODEL = "llmops-test-assistant"  # the tiny profiles' registered model
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def api(base_url: str, method: str, path: str, body: dict | None = None) -> Any:

@@ -3,11 +3,11 @@ real Great Expectations and a real Prefect server (the test harness)."""
 
 import json
 import shutil
-import socket
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from net_support import free_port
 
 from flows.prepare import PrepareConfig, prepare
 from llmops.data.errors import DataContractError, SourceUnreadableError
@@ -127,9 +127,7 @@ def test_unreadable_source_is_one_clear_error(tmp_path: Path, prefect_harness: N
 def s3_endpoint(monkeypatch: pytest.MonkeyPatch):
     from moto.server import ThreadedMotoServer
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     for key, value in {

@@ -6,7 +6,6 @@ project home that this test process also writes to, to register versions and mov
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import httpx
 import openai
 import pytest
 from model_support import make_tiny_adapter
+from net_support import free_port
 
 MODEL = "serve-test-assistant"
 KEY = "test-key-123"
@@ -31,12 +31,6 @@ class Server:
     base_url: str
     home: Path
     client: openai.OpenAI
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _register(home: Path, seed: int, scale: float) -> str:
@@ -66,7 +60,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> I
         mp.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
         # A perturbed adapter: the tiny base alone answers only whitespace (empty text).
         _register(home, seed=0, scale=1.0)
-        port = _free_port()
+        port = free_port()
         cmd = [sys.executable, "-m", "llmops.cli", "serve", "--profile", "tiny"]
         cmd += ["--port", str(port), "--registered-model", MODEL]
         log = (home / "server.log").open("w")

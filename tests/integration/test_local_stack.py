@@ -3,7 +3,7 @@ ports, a temp project home with its SQLite stores): deployments from prefect.yam
 schedules, a process worker per pool, and each retraining trigger driven end to end.
 
 The tests share one stack and run in file order (landing, drift, feedback, down); together they
-take about four minutes on two cores. Event -> flow-run latencies are printed (pytest -s).
+take about two and a half minutes on two cores. Event -> flow-run latencies are printed (pytest -s).
 """
 
 import json
@@ -19,12 +19,12 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+from net_support import free_port
 from stack_support import (
     api,
     deployment,
     event_times,
     flow_runs,
-    free_port,
     parse_time,
     runs_with_reason,
     wait_for,
