@@ -59,7 +59,9 @@ def register_champion(base_ref: str) -> None:
     )
     adapter = home_path("bench-adapter")
     peft_model.save_pretrained(adapter)
-    set_alias(MODEL, "champion", register_adapter(MODEL, adapter, base, None, {}))
+    set_alias(
+        MODEL, "champion", register_adapter(MODEL, str(adapter), base.ref, base.sha256, None, {})
+    )
 
 
 def questions(n: int) -> list[list[dict[str, str]]]:

@@ -1,61 +1,38 @@
 """Evaluate a fine-tuned candidate against the base model and the current champion.
 
-    llmops evaluate --dataset <prepared dataset folder> --adapter <adapter folder>
+    llmops evaluate --dataset <dataset URI> --adapter <adapter URI, e.g. runs:/<id>/adapter>
 
 Same held-out examples and greedy decoding for every model; metrics with paired bootstrap
 confidence intervals go to MLflow (metrics, per-example table, dataset input) and to a
-Prefect table artifact.
+Prefect table artifact. The EvaluationReport it returns is kept in the store, where
+`promote` reads it by run id on any host.
 """
 
-from typing import Any, ClassVar
-
 from prefect import flow
-from pydantic import Field
 
-from llmops.config import FlowConfig
+from llmops.flow_configs import EvaluateConfig
+from llmops.outputs import EvaluationReport
+from tasks.data import load_dataset
 from tasks.evaluation import (
     ModelUnderTest,
     compare_scores,
     describe_candidate,
-    interval_dict,
     load_champion,
-    load_eval_split,
+    load_eval_records,
     publish_evaluation_table,
+    save_evaluation_report,
     save_evaluation_run,
     score_model,
     summarize_scores,
 )
 
 
-class EvaluateConfig(FlowConfig):
-    """Settings of one evaluation: what to compare, on how many examples, how to decode."""
-
-    profile_dir: ClassVar[str] = "evaluate"
-
-    dataset: str = Field("", description="Prepared dataset folder (holds manifest.json).")
-    adapter_dir: str = Field("", description="The candidate's LoRA adapter folder.")
-    base_model: str = Field(
-        "smollm2-135m-instruct", description="Base model ref the candidate was trained on."
-    )
-    registered_model: str = Field(
-        "llmops-assistant", description="MLflow registered model whose champion is compared."
-    )
-    training_run_id: str | None = Field(None, description="MLflow run that trained the candidate.")
-    max_examples: int | None = Field(
-        None, ge=1, description="Evaluate the first N held-out examples (None: all)."
-    )
-    max_new_tokens: int = Field(64, ge=1, le=2048, description="Generation budget per answer.")
-    batch_size: int = Field(8, ge=1, le=256, description="Examples per generate/loss batch.")
-    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Bootstrap confidence level.")
-    n_resamples: int = Field(1000, ge=100, le=100_000, description="Bootstrap resamples.")
-    experiment: str = Field("llmops-evaluation", description="MLflow experiment of eval runs.")
-
-
 @flow(name="evaluate", log_prints=True)
-def evaluate(config: EvaluateConfig) -> dict[str, Any]:
-    """Score candidate, base and champion on the held-out split; log and return the results."""
-    dataset_id, records = load_eval_split(config.dataset, config.max_examples)
-    candidate_ref = describe_candidate(config.base_model, config.adapter_dir)
+def evaluate(config: EvaluateConfig) -> EvaluationReport:
+    """Score candidate, base and champion on the held-out split; log, keep and return it."""
+    dataset = load_dataset(config.dataset)
+    records = load_eval_records(dataset, config.max_examples)
+    candidate_ref = describe_candidate(config.base_model, config.adapter)
     champion_ref = load_champion(config.registered_model)
     decoding = (records, config.max_new_tokens, config.batch_size)
     candidate = score_model(candidate_ref, *decoding)
@@ -67,11 +44,9 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         champion = score_model(champion_ref, *decoding)
         intervals["champion"] = compare_scores(candidate, champion, *bootstrap)
         scores.append(champion)
-    summaries = summarize_scores(scores)
     run_id = save_evaluation_run(
         config.experiment,
-        config.dataset,
-        dataset_id,
+        dataset,
         records,
         scores,
         intervals,
@@ -79,12 +54,20 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         champion_ref,
         config.training_run_id,
     )
-    publish_evaluation_table(summaries, intervals, run_id)
-    return {
-        "dataset_id": dataset_id,
-        "run_id": run_id,
-        "examples": len(records),
-        "champion_version": champion_ref.version if champion_ref else None,
-        "metrics": summaries,
-        "intervals": {other: interval_dict(by_metric) for other, by_metric in intervals.items()},
-    }
+    report = EvaluationReport(
+        run_id=run_id,
+        dataset_id=dataset.dataset_id,
+        dataset_uri=dataset.uri,
+        adapter_uri=config.adapter,
+        adapter_sha256=candidate_ref.adapter_sha256,
+        base_ref=config.base_model,
+        base_sha256=candidate_ref.base_sha256,
+        training_run_id=config.training_run_id,
+        config_fingerprint=config.config_fingerprint,
+        champion_version=champion_ref.version if champion_ref else None,
+        examples=len(records),
+        metrics=summarize_scores(scores),
+        intervals=intervals,
+    )
+    publish_evaluation_table(report)
+    return save_evaluation_report(config.store_url(), report)

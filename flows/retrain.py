@@ -7,41 +7,14 @@ profile's sources plus newly landed data plus that feedback. The run is named af
 started (the triggering event), so the Prefect UI answers "why did this retrain?".
 """
 
-from typing import Any, ClassVar
-
 from prefect import flow
 from prefect.runtime import flow_run
-from pydantic import Field, field_validator
 
 from flows.training_pipeline import training_pipeline
-from llmops.config import FlowConfig
-from llmops.home import home_path
-from tasks.feedback import default_inference_log, export_feedback
+from llmops.flow_configs import RetrainConfig
+from llmops.outputs import PipelineResult
+from tasks.feedback import export_feedback
 from tasks.retrain import plan_retraining
-
-
-class RetrainConfig(FlowConfig):
-    """Why this run started, which new data it brings, and the pipeline profile to use."""
-
-    profile_dir: ClassVar[str] = "retrain"
-
-    reason: str = Field("manual", description="Why it runs: an event name, 'schedule', 'manual'.")
-    # A string too: an event trigger passes the one landed path, and the server checks it
-    # against this schema before any validator of ours runs.
-    new_data: list[str] | str = Field(
-        default_factory=list, description="Newly landed file(s) or prefixes to add to the sources."
-    )
-    profile: str = Field("cpu", description="Profile of the training pipeline's stages.")
-    include_feedback: bool = Field(True, description="Add exported human feedback as data.")
-    finetune_deployment: str | None = Field(
-        None, description="Hand fine-tuning to this deployment (e.g. finetune/finetune-gpu)."
-    )
-
-    @field_validator("new_data", mode="after")
-    @classmethod
-    def _one_path_is_a_list(cls, value: list[str] | str) -> list[str]:
-        """An event trigger passes one landed path as a string."""
-        return [value] if isinstance(value, str) else value
 
 
 def retrain_run_name() -> str:
@@ -52,17 +25,18 @@ def retrain_run_name() -> str:
 
 
 @flow(name="retrain", flow_run_name=retrain_run_name, log_prints=True)
-def retrain(config: RetrainConfig) -> dict[str, Any]:
+def retrain(config: RetrainConfig) -> PipelineResult:
     """Export feedback, then run the training pipeline on base + new data + feedback."""
-    feedback = (
-        export_feedback(default_inference_log(), str(home_path("feedback", "export.jsonl")))
+    feedback_records = (
+        export_feedback(config.inference_log_url(), config.feedback_export_url())
         if config.include_feedback
-        else None
+        else 0
     )
     pipeline_config = plan_retraining(
         config.profile,
         config.new_data,
-        feedback["path"] if feedback and feedback["records"] else None,
+        config.feedback_export_url() if feedback_records else None,
         config.finetune_deployment,
+        config.store,
     )
     return training_pipeline(pipeline_config)

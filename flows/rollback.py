@@ -3,23 +3,12 @@
 llmops rollback [--registered-model NAME]
 """
 
-from typing import Any, ClassVar
+from typing import Any
 
 from prefect import flow
-from pydantic import Field
 
-from llmops.config import FlowConfig
+from llmops.flow_configs import RollbackConfig
 from tasks.registry import publish_rollback, rollback_champion
-
-
-class RollbackConfig(FlowConfig):
-    """Which registered model to roll back."""
-
-    profile_dir: ClassVar[str] = "rollback"
-
-    registered_model: str = Field(
-        "llmops-assistant", min_length=1, description="MLflow registered model name."
-    )
 
 
 @flow(name="rollback", log_prints=True)

@@ -9,60 +9,18 @@ every request to the inference log and takes human feedback at /v1/feedback.
 import logging
 import os
 from functools import partial
-from typing import ClassVar
 
 import uvicorn
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
-from pydantic import Field, model_validator
 
-from llmops.config import FlowConfig
+from llmops.flow_configs import ServeConfig
 from llmops.serving.app import ServerSettings, create_app
 from llmops.serving.champion import ModelSlot
 from llmops.serving.store import InferenceStore
-from tasks.feedback import default_inference_log, emit_feedback_event
-
-
-class ServeConfig(FlowConfig):
-    """Where to listen, which model to serve, and the limits every request must respect."""
-
-    profile_dir: ClassVar[str] = "serve"
-
-    registered_model: str = Field("llmops-assistant", description="MLflow registered model.")
-    alias: str = Field("champion", description="Registry alias whose version is served.")
-    host: str = Field("127.0.0.1", description="Interface to bind (0.0.0.0 to expose).")
-    port: int = Field(8000, ge=1, le=65535, description="TCP port.")
-    require_api_key: bool = Field(True, description="Reject requests without the API key.")
-    api_key_env: str = Field("LLMOPS_API_KEY", description="Environment variable with the key.")
-    api_key_secret_block: str | None = Field(
-        None, description="Prefect Secret block holding the key (wins over the environment)."
-    )
-    inference_log: str = Field(
-        "", description="Folder or s3:// prefix of the inference log ('' = <home>/inference)."
-    )
-    max_body_bytes: int = Field(65_536, ge=1024, le=16_777_216, description="Request size cap.")
-    max_tokens_limit: int = Field(512, ge=1, le=8192, description="Largest max_tokens accepted.")
-    default_max_tokens: int = Field(128, ge=1, le=8192, description="max_tokens when not sent.")
-    max_prompt_tokens: int = Field(1024, ge=16, le=32_768, description="Longest prompt accepted.")
-    max_batch: int = Field(16, ge=1, le=256, description="Most requests per generate call.")
-    batch_window_ms: float = Field(
-        10.0,
-        ge=0.0,
-        le=1000.0,
-        description="How long a batch waits to fill after its first request.",
-    )
-    refresh_seconds: float = Field(
-        5.0, ge=0.0, le=3600.0, description="How often the alias is checked for a new version."
-    )
-    log_prompts: bool = Field(False, description="Write full prompts to the server log.")
-
-    @model_validator(mode="after")
-    def _default_within_limit(self) -> "ServeConfig":
-        if self.default_max_tokens > self.max_tokens_limit:
-            raise ValueError("default_max_tokens must not exceed max_tokens_limit")
-        return self
+from tasks.feedback import emit_feedback_event
 
 
 @task(cache_policy=NO_CACHE)
@@ -123,7 +81,7 @@ def run_server(
 def serve(config: ServeConfig) -> None:
     """Load the champion and answer requests until stopped."""
     api_key = load_api_key(config.require_api_key, config.api_key_env, config.api_key_secret_block)
-    inference_log = config.inference_log or default_inference_log()
+    inference_log = config.inference_log_url()
     slot = load_served_model(config.registered_model, config.alias, config.refresh_seconds)
     publish_endpoint(config, slot, inference_log)
     run_server(config, slot, api_key, inference_log)

@@ -12,7 +12,9 @@ from types import ModuleType
 from typing import Any, ClassVar, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmops import store
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 PROFILE_NAMES = ("tiny", "cpu", "gpu")
@@ -25,6 +27,16 @@ class FlowConfig(BaseModel):
 
     # Set by each subclass: the folder under profiles/ holding its YAML profiles.
     profile_dir: ClassVar[str] = ""
+
+    store: str | None = Field(
+        None,
+        description="Object store URL for datasets, checkpoints, reports and logs, e.g. "
+        "s3://bucket/llmops (None = $LLMOPS_STORE, else the project home).",
+    )
+
+    def store_url(self) -> str:
+        """The store this run reads and writes: `store`, else $LLMOPS_STORE, else the home."""
+        return store.store_root(self.store)
 
     @classmethod
     def from_profile(cls, profile: str = "cpu", **overrides: Any) -> Self:

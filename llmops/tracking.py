@@ -15,14 +15,18 @@ def mlflow_client() -> MlflowClient:
 
 
 def ensure_experiment(name: str) -> str:
-    """Return the id of experiment `name`, creating it with artifacts in the project home.
+    """Return the id of experiment `name`, creating it if needed.
 
-    An explicit artifact location matters: without it MLflow writes ./mlruns relative to
-    whatever directory the process happened to start in.
+    With a local tracking store, artifacts go to the project home: without an explicit location
+    MLflow writes ./mlruns relative to whatever directory the process happened to start in.
     """
     client = mlflow_client()
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
+    if mlflow_tracking_uri().startswith(("http://", "https://")):
+        # A tracking server places artifacts itself (proxied: mlflow-artifacts:/ in its store),
+        # which is what lets every host reach them with the tracking URL alone.
+        return client.create_experiment(name)
     artifacts = home_path("mlartifacts", name)
     return client.create_experiment(name, artifact_location=artifacts.as_uri())

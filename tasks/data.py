@@ -1,14 +1,15 @@
 """Prefect tasks of data preparation: each works on the whole batch (never one task a record)."""
 
+import io
 import json
 from collections import Counter
 from typing import Any
 
-import fsspec
 import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from llmops import store
 from llmops.data import ingest
 from llmops.data.contracts import Contract, failing_rows
 from llmops.data.dedup import MinHashSettings
@@ -22,15 +23,18 @@ from llmops.data.prepare import (
     redact_records,
     split_records,
 )
+from llmops.datasets import read_dataset
+from llmops.outputs import DatasetRef
+from tasks.policy import STORE_RETRIES
 
 
-@task(retries=2, retry_delay_seconds=[2, 10])
+@task(**STORE_RETRIES)
 def list_source_files(sources: list[str], storage_options: dict[str, Any]) -> list[str]:
     """Every data file behind the sources (files, folders, globs, s3:// URLs), sorted."""
     return ingest.expand_sources(sources, storage_options)
 
 
-@task(retries=2, retry_delay_seconds=[2, 10])
+@task(**STORE_RETRIES)
 def load_records(
     files: list[str], storage_options: dict[str, Any]
 ) -> tuple[pd.DataFrame, list[dict], str]:
@@ -46,14 +50,18 @@ def load_records(
     return ingest.flatten(items), rejected, content_hash(raw)
 
 
+@task(**STORE_RETRIES)
+def load_dataset(uri: str) -> DatasetRef:
+    """The prepared dataset at `uri` (a folder, local or in the store)."""
+    return read_dataset(uri)
+
+
 @task
-def load_existing_manifest(
-    output: str, dataset_id: str, storage_options: dict[str, Any]
-) -> dict | None:
-    """The manifest of an identical dataset prepared before, if any (re-runs are no-ops)."""
-    fs, root = fsspec.core.url_to_fs(output, **storage_options)
-    path = f"{root.rstrip('/')}/{dataset_id}/manifest.json"
-    return json.loads(fs.cat_file(path)) if fs.exists(path) else None
+def load_prepared_dataset(output: str, dataset_id: str) -> DatasetRef | None:
+    """The identical dataset prepared before under `output`, if any (re-runs are no-ops)."""
+    folder = store.join(output, dataset_id)
+    manifest_url = store.join(folder, "manifest.json")
+    return read_dataset(folder) if store.exists(manifest_url) else None
 
 
 @task
@@ -117,7 +125,7 @@ def split_dataset(
     return train, eval_, contaminated
 
 
-@task(retries=2, retry_delay_seconds=[2, 10])
+@task(**STORE_RETRIES)
 def save_dataset(
     output: str,
     dataset_id: str,
@@ -125,33 +133,25 @@ def save_dataset(
     eval_: pd.DataFrame,
     rejected: list[dict],
     manifest: dict[str, Any],
-    storage_options: dict[str, Any],
-) -> dict[str, Any]:
-    """Write train/eval Parquet, rejected.jsonl and manifest.json under <output>/<dataset_id>/."""
-    fs, root = fsspec.core.url_to_fs(output, **storage_options)
-    protocol = output.split("://")[0] + "://" if "://" in output else ""
-    folder = f"{root.rstrip('/')}/{dataset_id}"
-    fs.makedirs(folder, exist_ok=True)
-    splits = {}
+) -> DatasetRef:
+    """Write train/eval Parquet, rejected.jsonl and, last, manifest.json under
+    <output>/<dataset_id>/ (a folder without a manifest is never read as a dataset)."""
+    folder = store.join(output, dataset_id)
     for name, frame in (("train", train), ("eval", eval_)):
-        path = f"{folder}/{name}.parquet"
-        with fs.open(path, "wb") as handle:
-            as_records(frame).to_parquet(handle, index=False)
-        splits[name] = protocol + path
-    with fs.open(f"{folder}/rejected.jsonl", "w") as handle:
-        handle.write(dumps_jsonl(rejected))
-    manifest = {**manifest, "path": protocol + folder, "splits": splits}
-    with fs.open(f"{folder}/manifest.json", "w") as handle:
-        handle.write(json.dumps(manifest, indent=2))
-    _publish(manifest, rejected)
-    return manifest
+        buffer = io.BytesIO()
+        as_records(frame).to_parquet(buffer, index=False)
+        store.write_bytes(store.join(folder, f"{name}.parquet"), buffer.getvalue())
+    store.write_text(store.join(folder, "rejected.jsonl"), dumps_jsonl(rejected))
+    store.write_json(store.join(folder, "manifest.json"), manifest)
+    dataset = read_dataset(folder)
+    _publish(dataset, rejected)
+    return dataset
 
 
-def _publish(manifest: dict[str, Any], rejected: list[dict]) -> None:
-    counts = manifest["counts"]
-    rows = "\n".join(f"| {k} | {v} |" for k, v in counts.items())
+def _publish(dataset: DatasetRef, rejected: list[dict]) -> None:
+    rows = "\n".join(f"| {k} | {v} |" for k, v in dataset.counts.items())
     create_markdown_artifact(
-        f"# Dataset `{manifest['dataset_id']}`\n\nWritten to `{manifest['path']}`.\n\n"
+        f"# Dataset `{dataset.dataset_id}`\n\nWritten to `{dataset.uri}`.\n\n"
         f"| count | records |\n|---|---|\n{rows}\n\n"
         f"total = accepted + quarantined + exact + near duplicates + contaminated.",
         key="dataset-manifest",

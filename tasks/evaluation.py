@@ -1,9 +1,8 @@
 """Prefect tasks of the evaluation flow: load the held-out split, score models, log results."""
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -13,12 +12,17 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from tqdm.auto import tqdm
 
+from llmops import store
+from llmops.datasets import read_split
 from llmops.model import metrics
+from llmops.model.adapters import adapter_sha256, fetch_adapter
 from llmops.model.generation import generate_batch
 from llmops.model.loading import load_model, load_tokenizer, resolve_base
-from llmops.model.registry import adapter_sha256, resolve_alias
+from llmops.model.registry import resolve_alias
+from llmops.outputs import DatasetRef, EvaluationReport
 from llmops.records import prompt_messages, reference_response
 from llmops.tracking import ensure_experiment, mlflow_client
+from tasks.policy import STORE_RETRIES
 
 
 @dataclass(frozen=True)
@@ -27,8 +31,9 @@ class ModelUnderTest:
 
     label: str  # "candidate", "base" or "champion"
     base_ref: str
-    adapter_dir: str | None = None
-    adapter_sha256: str | None = None  # part of the cache key: same folder, new weights = rescore
+    adapter_uri: str | None = None
+    adapter_sha256: str | None = None  # part of the cache key: same URI, new weights = rescore
+    base_sha256: str | None = None
     version: str | None = None  # registry version, for the champion
 
 
@@ -41,25 +46,27 @@ class ModelScores:
     per_example: dict[str, list[float]]
 
 
-@task
-def load_eval_split(dataset_dir: str, max_examples: int | None) -> tuple[str, pd.DataFrame]:
-    """Read a prepared dataset's manifest and held-out split; returns (dataset_id, records)."""
-    manifest_file = Path(dataset_dir) / "manifest.json"
-    if not manifest_file.exists():
-        raise FileNotFoundError(f"{dataset_dir} is not a prepared dataset (no manifest.json)")
-    manifest = json.loads(manifest_file.read_text())
-    records = pd.read_parquet(manifest["splits"]["eval"])
+@task(**STORE_RETRIES)
+def load_eval_records(dataset: DatasetRef, max_examples: int | None) -> pd.DataFrame:
+    """The first `max_examples` records of the dataset's held-out split (all when None)."""
+    records = read_split(dataset, "eval")
     if records.empty:
-        raise ValueError(
-            f"the eval split of {manifest['dataset_id']} is empty: nothing to evaluate"
-        )
-    return manifest["dataset_id"], records.head(max_examples).reset_index(drop=True)
+        raise ValueError(f"the eval split of {dataset.dataset_id} is empty: nothing to evaluate")
+    return records.head(max_examples).reset_index(drop=True)
 
 
-@task
-def describe_candidate(base_ref: str, adapter_dir: str) -> ModelUnderTest:
+@task(**STORE_RETRIES)
+def describe_candidate(base_ref: str, adapter_uri: str) -> ModelUnderTest:
     """The fine-tuned candidate, identified by its adapter's weights hash."""
-    return ModelUnderTest("candidate", base_ref, adapter_dir, adapter_sha256(Path(adapter_dir)))
+    if not adapter_uri:
+        raise ValueError("no candidate adapter given: pass its URI (e.g. runs:/<id>/adapter)")
+    return ModelUnderTest(
+        "candidate",
+        base_ref,
+        adapter_uri,
+        adapter_sha256(fetch_adapter(adapter_uri)),
+        base_sha256=resolve_base(base_ref).sha256,
+    )
 
 
 @task
@@ -73,6 +80,7 @@ def load_champion(registered_model: str) -> ModelUnderTest | None:
         champion.base_ref,
         str(champion.adapter_dir),
         adapter_sha256(champion.adapter_dir),
+        champion.base_sha256,
         champion.version,
     )
 
@@ -85,8 +93,8 @@ def score_model(
     response-token loss; cached on the model's hashes, the records and the settings."""
     base = resolve_base(model_ref.base_ref)
     tokenizer, model = load_tokenizer(base), load_model(base)
-    if model_ref.adapter_dir:
-        model = PeftModel.from_pretrained(model, model_ref.adapter_dir)
+    if model_ref.adapter_uri:
+        model = PeftModel.from_pretrained(model, str(fetch_adapter(model_ref.adapter_uri)))
     model.eval()
     conversations = [list(m) for m in records["messages"]]
     predictions: list[str] = []
@@ -119,8 +127,7 @@ def summarize_scores(scores: list[ModelScores]) -> dict[str, dict[str, float]]:
 @task
 def save_evaluation_run(
     experiment: str,
-    dataset_path: str,
-    dataset_id: str,
+    dataset: DatasetRef,
     records: pd.DataFrame,
     scores: list[ModelScores],
     intervals: dict[str, dict[str, metrics.Interval]],
@@ -129,27 +136,28 @@ def save_evaluation_run(
     training_run_id: str | None,
 ) -> str:
     """Log metrics, CIs, the per-example outputs table and the dataset input to a new MLflow
-    run; returns its id."""
+    run (for people browsing MLflow); returns its id."""
     mlflow_client()
     table = _outputs_table(records, scores)
     with mlflow.start_run(experiment_id=ensure_experiment(experiment)) as run:
         mlflow.set_tags(
             {
-                "dataset_id": dataset_id,
+                "dataset_id": dataset.dataset_id,
+                "dataset_uri": dataset.uri,
                 "base_ref": candidate.base_ref,
-                "adapter_dir": candidate.adapter_dir or "",
+                "adapter_uri": candidate.adapter_uri or "",
                 "adapter_sha256": candidate.adapter_sha256 or "",
                 "champion_version": champion.version if champion else "",
                 "training_run_id": training_run_id or "",
             }
         )
-        dataset = mlflow.data.from_pandas(
+        mlflow_dataset = mlflow.data.from_pandas(
             table[["record_id", "prompt", "reference"]],
-            source=dataset_path,
-            name=dataset_id,
+            source=dataset.uri,
+            name=dataset.dataset_id,
             targets="reference",
         )
-        mlflow.log_input(dataset, context="evaluation")
+        mlflow.log_input(mlflow_dataset, context="evaluation")
         for s in scores:
             mlflow.log_metrics(
                 {f"{s.label}.{k}": v for k, v in metrics.summarize(s.per_example).items()}
@@ -164,17 +172,26 @@ def save_evaluation_run(
         return run.info.run_id
 
 
+@task(**STORE_RETRIES)
+def save_evaluation_report(store_url: str, report: EvaluationReport) -> EvaluationReport:
+    """Keep the report in the store (evaluations/<run_id>/report.json), where `promote` on any
+    host reads it by run id."""
+    store.write_json(report_uri(store_url, report.run_id), report.model_dump(mode="json"))
+    return report
+
+
+def report_uri(store_url: str, run_id: str) -> str:
+    """Where the report of evaluation run `run_id` is kept."""
+    return store.join(store_url, "evaluations", run_id, "report.json")
+
+
 @task
-def publish_evaluation_table(
-    summaries: dict[str, dict[str, float]],
-    intervals: dict[str, dict[str, metrics.Interval]],
-    run_id: str,
-) -> list[dict[str, str]]:
+def publish_evaluation_table(report: EvaluationReport) -> list[dict[str, str]]:
     """Create the Prefect table artifact: one row per metric, every model, CIs of the gain."""
     rows = []
-    for name in summaries["candidate"]:
-        row = {"metric": name} | {m: f"{v[name]:.4f}" for m, v in summaries.items()}
-        for other, by_metric in intervals.items():
+    for name in report.metrics["candidate"]:
+        row = {"metric": name} | {m: f"{v[name]:.4f}" for m, v in report.metrics.items()}
+        for other, by_metric in report.intervals.items():
             if name in by_metric:
                 ci = by_metric[name]
                 row[f"candidate - {other}"] = f"{ci.diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]"
@@ -182,7 +199,8 @@ def publish_evaluation_table(
     create_table_artifact(
         table=rows,
         key="evaluation-summary",
-        description=f"Candidate vs base vs champion on the held-out split (MLflow run {run_id}).",
+        description="Candidate vs base vs champion on the held-out split "
+        f"(MLflow run {report.run_id}).",
     )
     return rows
 
@@ -200,8 +218,3 @@ def _outputs_table(records: pd.DataFrame, scores: list[ModelScores]) -> pd.DataF
         table[f"{s.label}_answer"] = s.predictions
         table[f"{s.label}_rougeL"] = s.per_example["rougeL"]
     return table
-
-
-def interval_dict(intervals: dict[str, metrics.Interval]) -> dict[str, dict[str, float]]:
-    """JSON-friendly form of intervals, for flow results and parameters."""
-    return {k: asdict(v) for k, v in intervals.items()}

@@ -1,38 +1,28 @@
 """Feedback tasks: export rated/corrected answers as training data, and the feedback event."""
 
 import json
-import posixpath
 from typing import Any
 
-import fsspec
 from prefect import task
 from prefect.events import emit_event
 
-from llmops.home import home_path
+from llmops import store
 from llmops.serving.feedback import feedback_training_records
 from llmops.serving.store import InferenceStore
 
 
-def default_inference_log() -> str:
-    """Where the inference log lives unless configured: <home>/inference."""
-    return str(home_path("inference"))
-
-
 @task
-def export_feedback(inference_log: str, output_path: str, min_score: float = 1.0) -> dict[str, Any]:
+def export_feedback(inference_log: str, output_url: str, min_score: float = 1.0) -> int:
     """Write corrected and highly rated answers as JSON Lines records ({id, messages}) at
-    `output_path`, the input format `llmops prepare` ingests; returns the count and path."""
-    store = InferenceStore(inference_log)
-    records = feedback_training_records(store.read_requests(), store.read_feedback(), min_score)
+    `output_url`, the input format `llmops prepare` ingests; returns how many."""
+    log = InferenceStore(inference_log)
+    records = feedback_training_records(log.read_requests(), log.read_feedback(), min_score)
     lines = "".join(
         json.dumps({"id": r.record_id, "messages": list(r.messages)}, ensure_ascii=False) + "\n"
         for r in records.itertuples(index=False)
     )
-    fs, path = fsspec.core.url_to_fs(output_path)
-    fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    with fs.open(path, "w", encoding="utf-8") as handle:
-        handle.write(lines)
-    return {"records": len(records), "path": output_path}
+    store.write_text(output_url, lines)
+    return len(records)
 
 
 def emit_feedback_event(row: dict[str, Any], model_name: str) -> None:

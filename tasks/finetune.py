@@ -1,10 +1,10 @@
-"""Prefect tasks of the fine-tuning flow: load the training split, plan the run folder, train
-(or reuse a finished run), log the adapter to MLflow, publish a summary artifact."""
+"""Prefect tasks of the fine-tuning flow: load the training split, find the run in the store,
+train (resuming from the store's last complete checkpoint) or reuse a finished run, log the
+adapter to MLflow, publish a summary artifact."""
 
 import hashlib
 import json
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -12,8 +12,12 @@ import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+from llmops import store
+from llmops.datasets import read_split
 from llmops.home import home_path
+from llmops.model.adapters import adapter_sha256
 from llmops.model.loading import BaseModel, load_tokenizer, resolve_base
+from llmops.model.run_store import CheckpointMirror, TrainingRun, restore_checkpoint
 from llmops.model.training import (
     LoraSettings,
     ThroughputCallback,
@@ -21,32 +25,18 @@ from llmops.model.training import (
     encode_examples,
     train_lora,
 )
+from llmops.outputs import DatasetRef, TrainedAdapter
 from llmops.tracking import ensure_experiment, mlflow_client
+from tasks.policy import STORE_RETRIES
 
-RESULT_FILE = "result.json"
 
-
-@task
-def load_training_data(dataset: str) -> tuple[str, pd.DataFrame]:
-    """Read the train split of a prepared dataset folder (or a train Parquet file); returns
-    (dataset_id, records). A bare Parquet file's id is its content hash."""
-    path = Path(dataset).expanduser()
-    if path.is_dir():
-        manifest_file = path / "manifest.json"
-        if not manifest_file.exists():
-            raise FileNotFoundError(f"{path} is not a prepared dataset (no manifest.json)")
-        manifest = json.loads(manifest_file.read_text())
-        dataset_id, train_file = manifest["dataset_id"], Path(manifest["splits"]["train"])
-    elif path.suffix == ".parquet" and path.is_file():
-        dataset_id, train_file = f"parquet-{_sha256(path)[:16]}", path
-    else:
-        raise FileNotFoundError(
-            f"dataset {dataset!r} is neither a prepared dataset folder nor a Parquet file"
-        )
-    records = pd.read_parquet(train_file)
+@task(**STORE_RETRIES)
+def load_training_records(dataset: DatasetRef) -> pd.DataFrame:
+    """The dataset's train split; an error when it holds nothing to train on."""
+    records = read_split(dataset, "train")
     if "messages" not in records.columns or records.empty:
-        raise ValueError(f"{train_file} has no training records (needs a 'messages' column)")
-    return dataset_id, records
+        raise ValueError(f"dataset {dataset.dataset_id} has no training records")
+    return records
 
 
 @task
@@ -56,38 +46,45 @@ def resolve_base_model(ref: str) -> BaseModel:
 
 
 @task
-def plan_run_dir(config_fingerprint: str, dataset_id: str, base: BaseModel) -> Path:
-    """The run folder <home>/runs/<fingerprint of config + dataset + base weights>: the same
-    inputs always land in the same folder, which is what makes resume and reuse possible."""
+def plan_training_run(
+    store_url: str, config_fingerprint: str, dataset_id: str, base: BaseModel
+) -> TrainingRun:
+    """The run keyed by config + dataset + base weights: the same inputs always land in the same
+    store folder, which is what lets any host resume or reuse it."""
     key = json.dumps([config_fingerprint, dataset_id, base.ref, base.sha256])
-    return home_path("runs", hashlib.sha256(key.encode()).hexdigest()[:16])
+    run_key = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return TrainingRun(
+        key=run_key,
+        uri=store.join(store_url, "runs", run_key),
+        work_dir=home_path("work", "runs", run_key),
+    )
 
 
 @task
-def load_finished_run(run_dir: Path) -> dict[str, Any] | None:
-    """The result of a run that already finished in `run_dir` (adapter saved), else None."""
-    result_file = run_dir / RESULT_FILE
-    if not (result_file.exists() and (run_dir / "adapter" / "adapter_config.json").exists()):
+def load_finished_run(run: TrainingRun) -> TrainedAdapter | None:
+    """The result of a run that already finished (on any host), else None."""
+    if not store.exists(run.result_uri):
         return None
-    return {**json.loads(result_file.read_text()), "reused": True}
+    finished = TrainedAdapter.model_validate(store.read_json(run.result_uri))
+    return finished.model_copy(update={"reused": True})
 
 
 @task
 def start_training_run(
-    experiment: str, run_dir: Path, params: dict[str, Any], tags: dict[str, str]
+    experiment: str, run: TrainingRun, params: dict[str, Any], tags: dict[str, str]
 ) -> str:
-    """The MLflow run of this run folder: created once, reopened when a killed run resumes."""
-    id_file = run_dir / "mlflow_run_id"
+    """The MLflow run of this training run: created once, reopened when a killed run resumes
+    (on this host or another)."""
     client = mlflow_client()
-    if id_file.exists():
-        return id_file.read_text().strip()
-    run = client.create_run(ensure_experiment(experiment), tags=tags, run_name=run_dir.name)
+    if store.exists(run.mlflow_run_id_uri):
+        return store.read_text(run.mlflow_run_id_uri).strip()
+    created = client.create_run(ensure_experiment(experiment), tags=tags, run_name=run.key)
     client.log_batch(
-        run.info.run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()]
+        created.info.run_id,
+        params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()],
     )
-    id_file.parent.mkdir(parents=True, exist_ok=True)
-    id_file.write_text(run.info.run_id)
-    return run.info.run_id
+    store.write_text(run.mlflow_run_id_uri, created.info.run_id)
+    return created.info.run_id
 
 
 @task
@@ -97,11 +94,11 @@ def train_adapter(
     max_seq_len: int,
     lora: LoraSettings,
     settings: TrainSettings,
-    run_dir: Path,
-    run_id: str,
-) -> dict[str, Any]:
-    """Encode the records and train the LoRA adapter into run_dir/adapter, resuming from the
-    last checkpoint; metrics go to MLflow every `log_every` steps."""
+    run: TrainingRun,
+    mlflow_run_id: str,
+) -> dict[str, float]:
+    """Encode the records and train the LoRA adapter, resuming from the store's newest complete
+    checkpoint and mirroring every new one there; metrics go to MLflow every `log_every` steps."""
     tokenizer = load_tokenizer(base)
     examples, dropped = encode_examples(tokenizer, records["messages"], max_seq_len)
     if not examples:
@@ -110,58 +107,91 @@ def train_adapter(
 
     def log_to_mlflow(values: dict[str, float], step: int) -> None:
         metrics = [mlflow.entities.Metric(k, v, 0, step) for k, v in values.items()]
-        client.log_batch(run_id, metrics=metrics, synchronous=True)
+        client.log_batch(mlflow_run_id, metrics=metrics, synchronous=True)
 
+    resume_from = restore_checkpoint(run)
+    mirror = CheckpointMirror(run)
     metrics = train_lora(
-        base, tokenizer, examples, lora, settings, run_dir, [ThroughputCallback(log_to_mlflow)]
+        base,
+        tokenizer,
+        examples,
+        lora,
+        settings,
+        run.local_checkpoints,
+        run.local_adapter,
+        resume_from,
+        [ThroughputCallback(log_to_mlflow), mirror],
     )
-    return {**metrics, "examples": len(examples), "dropped_examples": dropped}
-
-
-@task
-def log_adapter(run_id: str, run_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
-    """Log the adapter folder (not the base model) and the final metrics to the MLflow run,
-    end the run, and mark the run folder finished; returns the run's result."""
-    adapter_dir = run_dir / "adapter"
-    client = mlflow_client()
-    client.log_artifacts(run_id, str(adapter_dir), "adapter")
-    numbers = {f"final_{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-    for key, value in numbers.items():
-        client.log_metric(run_id, key, value)
-    client.set_terminated(run_id)
-    adapter_bytes = sum(p.stat().st_size for p in adapter_dir.iterdir())
-    result = {
-        "adapter_dir": str(adapter_dir.resolve()),
-        "adapter_bytes": adapter_bytes,
-        "run_id": run_id,
-        "train_metrics": metrics,
+    return {
+        **metrics,
+        **mirror.metrics(),
+        "examples": float(len(examples)),
+        "dropped_examples": float(dropped),
     }
-    (run_dir / RESULT_FILE).write_text(json.dumps(result))
-    return {**result, "reused": False}
 
 
 @task
-def publish_training_summary(result: dict[str, Any]) -> dict[str, Any]:
+def save_trained_adapter(
+    run: TrainingRun,
+    mlflow_run_id: str,
+    metrics: dict[str, float],
+    base: BaseModel,
+    config_fingerprint: str,
+    dataset: DatasetRef,
+) -> TrainedAdapter:
+    """Log the adapter (not the base model) and the final metrics to the MLflow run, end it,
+    and store the adapter and its record under the run's key, the record last: from then on
+    any host reuses this run instead of training again."""
+    client = mlflow_client()
+    client.log_artifacts(mlflow_run_id, str(run.local_adapter), "adapter")
+    for key, value in metrics.items():
+        client.log_metric(mlflow_run_id, f"final_{key}", float(value))
+    client.set_terminated(mlflow_run_id)
+    store.upload_dir(run.local_adapter, run.adapter_uri)
+    trained = TrainedAdapter(
+        training_run_id=mlflow_run_id,
+        adapter_uri=f"runs:/{mlflow_run_id}/adapter",
+        adapter_sha256=adapter_sha256(run.local_adapter),
+        adapter_bytes=sum(f.stat().st_size for f in run.local_adapter.iterdir()),
+        base_ref=base.ref,
+        base_sha256=base.sha256,
+        config_fingerprint=config_fingerprint,
+        dataset_id=dataset.dataset_id,
+        dataset_uri=dataset.uri,
+        run_uri=run.uri,
+        metrics=metrics,
+    )
+    store.write_json(run.result_uri, trained.model_dump(mode="json"))
+    return trained
+
+
+@task
+def publish_training_summary(trained: TrainedAdapter) -> TrainedAdapter:
     """A markdown artifact saying what was trained (or reused) and where the adapter is."""
-    metrics = result["train_metrics"]
-    verb = "reused a finished run" if result["reused"] else "trained"
+    metrics = trained.metrics
+    verb = "reused a finished run" if trained.reused else "trained"
+    upload = (
+        f"- {metrics['checkpoint_saves']:.0f} checkpoints mirrored to the store, "
+        f"{metrics['checkpoint_upload_seconds']:.2f} s and "
+        f"{metrics['checkpoint_upload_bytes'] / 1e6:.2f} MB per save\n"
+        if "checkpoint_saves" in metrics
+        else ""
+    )
     create_markdown_artifact(
         f"# Fine-tuning: {verb}\n\n"
-        f"- dataset `{result['dataset_id']}`, base `{result['base']['ref']}` "
-        f"(sha256 `{result['base']['sha256']}`), config `{result['config_fingerprint']}`\n"
-        f"- {metrics['global_step']} steps (resumed from step {metrics['resumed_from_step']}), "
-        f"train loss {metrics['train_loss']:.4f}, {metrics['tokens_per_second']:.0f} tokens/s\n"
-        f"- adapter ({result['adapter_bytes'] / 1e6:.2f} MB): `{result['adapter_dir']}`, "
-        f"MLflow run `{result['run_id']}`\n",
+        f"- dataset `{trained.dataset_id}`, base `{trained.base_ref}` "
+        f"(sha256 `{trained.base_sha256}`), config `{trained.config_fingerprint}`\n"
+        f"- {metrics['global_step']:.0f} steps (resumed from step "
+        f"{metrics['resumed_from_step']:.0f}), train loss {metrics['train_loss']:.4f}, "
+        f"{metrics['tokens_per_second']:.0f} tokens/s\n"
+        f"{upload}"
+        f"- adapter ({trained.adapter_bytes / 1e6:.2f} MB): `{trained.adapter_uri}`, "
+        f"run folder `{trained.run_uri}`\n",
         key="finetune-summary",
     )
-    return result
+    return trained
 
 
 def settings_params(lora: LoraSettings, settings: TrainSettings) -> dict[str, Any]:
     """Flat MLflow params of a run's LoRA and training settings."""
     return {**{f"lora_{k}": v for k, v in asdict(lora).items()}, **asdict(settings)}
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

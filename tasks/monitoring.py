@@ -1,6 +1,7 @@
 """Monitoring tasks: load the reference and current windows, run Evidently, record the finding."""
 
-import json
+import posixpath
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from llmops.home import home_path
+from llmops import store
+from llmops.datasets import read_dataset, read_split
 from llmops.model.registry import CHAMPION, alias_version, version_tags
 from llmops.monitoring.drift import (
     DriftDecision,
@@ -25,9 +27,11 @@ from llmops.monitoring.drift import (
     with_embeddings,
 )
 from llmops.monitoring.embeddings import embed_texts
+from llmops.outputs import DatasetRef
 from llmops.records import prompt_messages, reference_response
 from llmops.serving.store import InferenceStore
 from llmops.tracking import ensure_experiment
+from tasks.policy import STORE_RETRIES
 
 
 def _last_user_turn(messages: list[dict[str, str]]) -> str:
@@ -35,30 +39,33 @@ def _last_user_turn(messages: list[dict[str, str]]) -> str:
     return next(m["content"] for m in reversed(list(messages)) if m["role"] == "user")
 
 
-@task
-def resolve_reference_dataset(reference_dataset: str, registered_model: str) -> str:
-    """The reference dataset folder: as configured, else the one the champion was trained on."""
+@task(**STORE_RETRIES)
+def resolve_reference_dataset(
+    reference_dataset: str, registered_model: str, store_url: str
+) -> DatasetRef:
+    """The reference dataset: as configured, else the one the champion was trained on."""
     if reference_dataset:
-        return reference_dataset
+        return read_dataset(reference_dataset)
     version = alias_version(registered_model, CHAMPION)
     if version is None:
         raise ValueError(f"no reference_dataset given and {registered_model!r} has no champion")
-    dataset_id = version_tags(registered_model, version).get("dataset_id")
-    if not dataset_id:
+    tags = version_tags(registered_model, version)
+    if tags.get("dataset_uri"):
+        return read_dataset(tags["dataset_uri"])
+    if not tags.get("dataset_id"):
         raise ValueError(
             f"champion version {version} has no dataset_id tag; give reference_dataset"
         )
-    return str(home_path("datasets", dataset_id))
+    # Versions registered before dataset URIs were recorded: the dataset's place in the store.
+    return read_dataset(store.join(store_url, "datasets", tags["dataset_id"]))
 
 
-@task
-def load_reference_window(dataset_folder: str, max_rows: int, seed: int) -> pd.DataFrame:
+@task(**STORE_RETRIES)
+def load_reference_window(dataset: DatasetRef, max_rows: int, seed: int) -> pd.DataFrame:
     """Prompt/response pairs of the dataset's train and eval splits (sampled to max_rows)."""
-    manifest_path = Path(dataset_folder) / "manifest.json"
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"{dataset_folder} is not a prepared dataset (no manifest.json)")
-    splits = json.loads(manifest_path.read_text())["splits"]
-    records = pd.concat([pd.read_parquet(path) for path in splits.values()], ignore_index=True)
+    records = pd.concat(
+        [read_split(dataset, split) for split in ("train", "eval")], ignore_index=True
+    )
     if len(records) > max_rows:
         records = records.sample(max_rows, random_state=seed)
     return pd.DataFrame(
@@ -111,20 +118,25 @@ def summarize_traffic(requests: pd.DataFrame, feedback: pd.DataFrame) -> dict[st
 
 
 @task(cache_policy=NO_CACHE)
-def save_drift_report(snapshot: Snapshot) -> tuple[str, str]:
-    """Write the report as HTML and JSON under <home>/monitoring/; returns both paths."""
+def save_drift_report(snapshot: Snapshot, store_url: str) -> tuple[str, str]:
+    """Write the report as HTML and JSON to <store>/monitoring/; returns both URIs."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    html = home_path("monitoring", f"drift-{stamp}.html")
-    snapshot.save_html(str(html))
-    snapshot.save_json(str(html.with_suffix(".json")))
-    return str(html), str(html.with_suffix(".json"))
+    uris = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for suffix, save in (("html", snapshot.save_html), ("json", snapshot.save_json)):
+            local = Path(scratch) / f"drift-{stamp}.{suffix}"
+            save(str(local))
+            uri = store.join(store_url, "monitoring", local.name)
+            store.write_bytes(uri, local.read_bytes())
+            uris.append(uri)
+    return uris[0], uris[1]
 
 
 @task
 def save_monitoring_run(
     experiment: str,
     registered_model: str,
-    reference_dataset: str,
+    reference_dataset: DatasetRef,
     scores: dict[str, float],
     summary: dict[str, float],
     decision: DriftDecision,
@@ -138,14 +150,14 @@ def save_monitoring_run(
             {
                 "registered_model": registered_model,
                 "champion_version": version,
-                "reference_dataset": reference_dataset,
+                "reference_dataset": reference_dataset.uri,
                 "drift_detected": str(decision.drift_detected).lower(),
             }
         )
         mlflow.log_metrics({**scores, **{f"traffic.{k}": v for k, v in summary.items()}})
         mlflow.log_metric("drift_detected", float(decision.drift_detected))
-        for path in report_paths:
-            mlflow.log_artifact(path, artifact_path="evidently")
+        for uri in report_paths:
+            mlflow.log_text(store.read_text(uri), f"evidently/{posixpath.basename(uri)}")
     return run.info.run_id
 
 
@@ -164,9 +176,8 @@ def publish_drift_finding(
     lines += [f"| {k} | {v:.4g} |" for k, v in {**scores, **summary}.items()]
     lines += ["", f"MLflow run: `{run_id}`", f"Report: `{report_html}`"]
     create_markdown_artifact("\n".join(lines), key="drift-finding", description=verdict)
-    create_link_artifact(
-        Path(report_html).as_uri(), link_text="Evidently drift report", key="drift-report"
-    )
+    link = Path(report_html).as_uri() if store.is_local(report_html) else report_html
+    create_link_artifact(link, link_text="Evidently drift report", key="drift-report")
 
 
 @task

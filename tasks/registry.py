@@ -1,37 +1,29 @@
-"""Prefect tasks of promotion and rollback: read an evaluation, register, gate, record, announce."""
+"""Prefect tasks of promotion and rollback: read an evaluation report, register, gate, move the
+aliases under the model's lock, record, announce."""
 
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import replace
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
 from prefect.events import emit_event
-from prefect.exceptions import FlowPauseTimeout
+from prefect.exceptions import FlowPauseTimeout, ObjectAlreadyExists
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
+from llmops import store
 from llmops.model import registry
-from llmops.model.gate import GateDecision, GatePolicy, decide
-from llmops.model.loading import resolve_base
-from llmops.model.metrics import Interval
-from llmops.tracking import mlflow_client
+from llmops.model.gate import GateDecision, GatePolicy, decide, settle
+from llmops.outputs import EvaluationReport, PromotionDecision
+from tasks.evaluation import report_uri
+from tasks.policy import STORE_RETRIES
 
-
-@dataclass(frozen=True)
-class EvaluationOutcome:
-    """What an evaluation run recorded about one candidate."""
-
-    run_id: str
-    dataset_id: str
-    adapter_dir: str
-    base_ref: str
-    training_run_id: str | None
-    champion_version: str | None  # the champion it was compared with, if any
-    candidate: dict[str, float]
-    intervals: dict[str, Interval]  # candidate minus champion, or minus base without one
-
-    @property
-    def compared_to(self) -> str:
-        return "champion" if self.champion_version else "base"
+# How long an alias change waits for the model's lock before failing (another promotion or
+# rollback holds it for seconds, never longer).
+LOCK_TIMEOUT_S = 600
 
 
 class ApprovalInput(RunInput):
@@ -41,78 +33,63 @@ class ApprovalInput(RunInput):
     comment: str = ""
 
 
-@task
-def load_evaluation(run_id: str) -> EvaluationOutcome:
-    """Read an evaluation run's tags, candidate metrics and CIs against its reference model."""
+@contextmanager
+def registry_lock(registered_model: str) -> Iterator[None]:
+    """One writer per registered model: every alias change (promote, rollback, approval) holds
+    this Prefect global concurrency slot while it reads and moves the aliases."""
+    name = f"llmops-registry-{registered_model}"
+    # Not atomic in Prefect: a concurrent writer may create it between our read and create.
+    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
+        client.upsert_global_concurrency_limit_by_name(name, 1)
+    # strict: a missing limit must fail, not silently run without the lock.
+    with concurrency(name, occupy=1, timeout_seconds=LOCK_TIMEOUT_S, strict=True):
+        yield
+
+
+@task(**STORE_RETRIES)
+def load_evaluation_report(store_url: str, run_id: str) -> EvaluationReport:
+    """The report `evaluate` kept in the store for evaluation run `run_id`."""
     if not run_id:
         raise ValueError("no evaluation run given: run `llmops evaluate` first and pass its run id")
-    run = mlflow_client().get_run(run_id)
-    tags, logged = run.data.tags, run.data.metrics
-    if "adapter_dir" not in tags:
-        raise ValueError(f"MLflow run {run_id} is not an evaluation run (no adapter_dir tag)")
-    reference = "champion" if tags.get("champion_version") else "base"
-    prefix = f"diff_vs_{reference}."
-    intervals = {
-        key.removeprefix(prefix): Interval(
-            logged[key], logged[f"{key}.ci_low"], logged[f"{key}.ci_high"]
+    uri = report_uri(store_url, run_id)
+    if not store.exists(uri):
+        raise FileNotFoundError(
+            f"no evaluation report for run {run_id} at {uri}: evaluate with the same store"
         )
-        for key in logged
-        if key.startswith(prefix) and not key.endswith((".ci_low", ".ci_high"))
-    }
-    return EvaluationOutcome(
-        run_id=run_id,
-        dataset_id=tags["dataset_id"],
-        adapter_dir=tags["adapter_dir"],
-        base_ref=tags["base_ref"],
-        training_run_id=tags.get("training_run_id") or None,
-        champion_version=tags.get("champion_version") or None,
-        candidate={
-            k.removeprefix("candidate."): v for k, v in logged.items() if k.startswith("candidate.")
-        },
-        intervals=intervals,
-    )
+    return EvaluationReport.model_validate(store.read_json(uri))
 
 
 @task
-def register_candidate(
-    registered_model: str, outcome: EvaluationOutcome, config_fingerprint: str | None
-) -> str:
+def register_candidate(registered_model: str, report: EvaluationReport) -> str:
     """Register the candidate's adapter as a version with reproducibility tags (alias
     challenger); returns the version."""
     tags = {
-        "dataset_id": outcome.dataset_id,
-        "config_fingerprint": config_fingerprint or "",
+        "dataset_id": report.dataset_id,
+        "dataset_uri": report.dataset_uri,
+        "config_fingerprint": report.config_fingerprint or "",
         "code_version": registry.code_version(),
-        "evaluation_run_id": outcome.run_id,
-        "training_run_id": outcome.training_run_id or "",
+        "evaluation_run_id": report.run_id,
+        "training_run_id": report.training_run_id or "",
     }
     return registry.register_adapter(
         registered_model,
-        outcome.adapter_dir,
-        resolve_base(outcome.base_ref),
-        outcome.training_run_id,
+        report.adapter_uri,
+        report.base_ref,
+        report.base_sha256,
+        report.training_run_id,
         tags,
     )
 
 
 @task
-def decide_promotion(
-    policy: GatePolicy, outcome: EvaluationOutcome, registered_model: str, version: str
-) -> GateDecision:
-    """Apply the gate; a stale evaluation (the champion moved since) never passes."""
-    champion = registry.alias_version(registered_model, registry.CHAMPION)
-    if champion == version:
-        return GateDecision(True, "champion", [f"version {version} is already the champion"])
-    if champion != outcome.champion_version:
-        return GateDecision(
-            False,
-            outcome.compared_to,
-            [
-                f"the champion is now {champion}, but the evaluation compared with "
-                f"{outcome.champion_version}: evaluate again"
-            ],
-        )
-    return decide(policy, outcome.candidate, outcome.intervals, outcome.compared_to)
+def decide_promotion(policy: GatePolicy, report: EvaluationReport) -> GateDecision:
+    """Apply the gate to the candidate's results against what it was compared with."""
+    return decide(
+        policy,
+        report.metrics["candidate"],
+        report.intervals[report.compared_to],
+        report.compared_to,
+    )
 
 
 def await_approval(decision: GateDecision, summary: str, timeout_s: int) -> GateDecision:
@@ -133,48 +110,72 @@ def await_approval(decision: GateDecision, summary: str, timeout_s: int) -> Gate
 
 
 @task
-def save_decision(registered_model: str, version: str, decision: GateDecision) -> str | None:
-    """Record the decision on the version; on a pass move champion (keeping
-    previous-champion). Returns the champion it replaced."""
-    registry.tag_version(
-        registered_model,
-        version,
-        {
-            "gate_decision": "passed" if decision.passed else "rejected",
-            "gate_compared_to": decision.compared_to,
-            "gate_reasons": "; ".join(decision.reasons),
-        },
+def save_decision(
+    registered_model: str, version: str, decision: GateDecision, report: EvaluationReport
+) -> PromotionDecision:
+    """Under the model's lock: check the decision against the champion as it is now (an
+    evaluation against a champion that has since moved is stale and never passes), then move
+    champion (keeping previous-champion) on a pass and record the decision on the version."""
+    with registry_lock(registered_model):
+        champion = registry.alias_version(registered_model, registry.CHAMPION)
+        settled = settle(decision, version, champion, report.champion_version)
+        previous = (
+            registry.promote_version(registered_model, version)
+            if settled.verdict == "promoted"
+            else None
+        )
+        registry.tag_version(
+            registered_model,
+            version,
+            {
+                "gate_decision": settled.verdict,
+                "gate_compared_to": settled.compared_to,
+                "gate_reasons": "; ".join(settled.reasons),
+            },
+        )
+    return PromotionDecision(
+        registered_model=registered_model,
+        version=version,
+        verdict=settled.verdict,
+        compared_to=settled.compared_to,
+        reasons=settled.reasons,
+        previous_champion=previous,
+        evaluation_run_id=report.run_id,
     )
-    return registry.promote_version(registered_model, version) if decision.passed else None
+
+
+def describe_gate(
+    registered_model: str, version: str, decision: GateDecision, report: EvaluationReport
+) -> str:
+    """The gate's decision in markdown, as an operator reads it before approving."""
+    verdict = "passes the gate" if decision.passed else "fails the gate"
+    return "\n".join(
+        [
+            f"# {registered_model} v{version} {verdict}",
+            "",
+            f"Compared with the {decision.compared_to} on dataset `{report.dataset_id}` "
+            f"(MLflow evaluation run `{report.run_id}`).",
+            "",
+            *[f"- {reason}" for reason in decision.reasons],
+        ]
+    )
 
 
 @task
-def publish_decision(
-    registered_model: str,
-    version: str,
-    decision: GateDecision,
-    outcome: EvaluationOutcome,
-    previous: str | None,
-) -> str:
+def publish_decision(decision: PromotionDecision, report: EvaluationReport) -> str:
     """Create the Prefect markdown artifact explaining the decision; returns its text."""
-    if not decision.passed:
-        verdict = "REJECTED (champion unchanged)"
-    elif previous is None and decision.compared_to == "champion":
-        verdict = "already champion (unchanged)"
-    else:
-        verdict = "PROMOTED to champion"
     lines = [
-        f"# {registered_model} v{version}: {verdict}",
+        f"# {decision.registered_model} v{decision.version}: {decision.headline}",
         "",
-        f"Compared with the {decision.compared_to} on dataset `{outcome.dataset_id}` "
-        f"(MLflow evaluation run `{outcome.run_id}`).",
+        f"Compared with the {decision.compared_to} on dataset `{report.dataset_id}` "
+        f"(MLflow evaluation run `{report.run_id}`).",
         "",
         *[f"- {reason}" for reason in decision.reasons],
     ]
-    if previous:
+    if decision.previous_champion:
         lines += [
             "",
-            f"Previous champion v{previous} kept as `previous-champion`: "
+            f"Previous champion v{decision.previous_champion} kept as `previous-champion`: "
             "`llmops rollback` restores it.",
         ]
     markdown = "\n".join(lines)
@@ -183,19 +184,23 @@ def publish_decision(
 
 
 @task
-def emit_decision_event(registered_model: str, version: str, decision: GateDecision) -> None:
+def emit_decision_event(decision: PromotionDecision) -> None:
     """Emit llmops.model.promoted / llmops.model.rejected for automations to react to."""
     emit_event(
-        event="llmops.model.promoted" if decision.passed else "llmops.model.rejected",
-        resource={"prefect.resource.id": f"llmops.model.{registered_model}"},
-        payload={"version": version, "reasons": decision.reasons},
+        event="llmops.model.rejected"
+        if decision.verdict == "rejected"
+        else "llmops.model.promoted",
+        resource={"prefect.resource.id": f"llmops.model.{decision.registered_model}"},
+        payload={"version": decision.version, "reasons": decision.reasons},
     )
 
 
 @task
 def rollback_champion(registered_model: str) -> tuple[str, str]:
-    """Move champion back to previous-champion; returns (rolled-back, restored) versions."""
-    return registry.rollback(registered_model)
+    """Under the model's lock, move champion back to previous-champion; returns (rolled-back,
+    restored) versions."""
+    with registry_lock(registered_model):
+        return registry.rollback(registered_model)
 
 
 @task

@@ -1,18 +1,18 @@
 """Tasks of the landing-zone watcher: list, diff against what was seen, announce new files."""
 
 import hashlib
-import json
-from pathlib import Path
 from typing import Any
 
 import fsspec
 from prefect import task
 from prefect.events import emit_event
 
+from llmops import store
 from llmops.data.ingest import FORMATS
+from tasks.policy import STORE_RETRIES
 
 
-@task(retries=2, retry_delay_seconds=[2, 10])
+@task(**STORE_RETRIES)
 def list_landing_files(landing: str, storage_options: dict[str, Any]) -> dict[str, str]:
     """Every data file under `landing` with its version tag: the ETag on object stores, else a
     sha256 of the content (mtimes change on copies; content does not)."""
@@ -28,8 +28,7 @@ def list_landing_files(landing: str, storage_options: dict[str, Any]) -> dict[st
 @task
 def load_seen(state_file: str) -> dict[str, str]:
     """What earlier runs announced (path -> version tag)."""
-    path = Path(state_file)
-    return json.loads(path.read_text()) if path.exists() else {}
+    return store.read_json(state_file) if store.exists(state_file) else {}
 
 
 @task
@@ -47,6 +46,4 @@ def emit_landed_events(new_files: dict[str, str], landing: str) -> int:
 @task
 def save_seen(state_file: str, seen: dict[str, str]) -> None:
     """Remember what has been announced, so restarts and re-listings never re-fire."""
-    path = Path(state_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(seen, indent=1, sort_keys=True))
+    store.write_json(state_file, seen)

@@ -38,3 +38,34 @@ def llmops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LLMOPS_HOME", str(home))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
     return home
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's S3 server on loopback, one per session (the stand-in for a team's object store)."""
+    from moto.server import ThreadedMotoServer
+    from net_support import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_endpoint(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The standard AWS variables pointed at the S3 stand-in, as a team host would set them."""
+    for key, value in s3_environment(s3_server).items():
+        monkeypatch.setenv(key, value)
+    return s3_server
+
+
+def s3_environment(endpoint: str) -> dict[str, str]:
+    """What a host needs to reach the S3 stand-in: credentials, region and the endpoint."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }

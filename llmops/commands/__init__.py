@@ -4,12 +4,9 @@ from typing import Annotated, Any
 
 import typer
 
-from llmops.data.errors import DataContractError, SourceUnreadableError
+from llmops.errors import USER_ERRORS
 
 Profile = Annotated[str, typer.Option(help="Settings profile: tiny, cpu or gpu.")]
-
-# Errors that mean "your input is wrong", printed as one line instead of a traceback.
-USER_ERRORS = (FileNotFoundError, ValueError, LookupError, SourceUnreadableError, DataContractError)
 
 
 def run_flow(flow_fn: Any, config: Any) -> Any:

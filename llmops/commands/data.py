@@ -20,7 +20,10 @@ def prepare_command(
     ] = None,
     output: Annotated[
         str | None,
-        typer.Option(help="Dataset root; the dataset goes to <output>/<dataset_id>/."),
+        typer.Option(
+            help="Dataset root, local or s3:// (default <store>/datasets); the dataset goes "
+            "to <output>/<dataset_id>/."
+        ),
     ] = None,
     contract: Annotated[Path | None, typer.Option(help="Data contract YAML.")] = None,
     profile: Profile = "cpu",
@@ -31,7 +34,8 @@ def prepare_command(
     dataset folder. Exits non-zero only when the source cannot be read or the contract's
     tolerance is exceeded.
     """
-    from flows.prepare import PrepareConfig, prepare
+    from flows.prepare import prepare
+    from llmops.flow_configs import PrepareConfig
 
     config = PrepareConfig.from_profile(
         profile,
@@ -39,7 +43,7 @@ def prepare_command(
         output=output,
         contract=str(contract) if contract else None,
     )
-    manifest = run_flow(prepare, config)
-    typer.echo(f"dataset {manifest['dataset_id']} -> {manifest['path']}")
-    for name, value in manifest["counts"].items():
+    dataset = run_flow(prepare, config)
+    typer.echo(f"dataset {dataset.dataset_id} -> {dataset.uri}")
+    for name, value in dataset.counts.items():
         typer.echo(f"  {name:>18}: {value}")

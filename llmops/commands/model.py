@@ -3,14 +3,15 @@
 Flows are imported inside the commands so that `llmops --help` stays fast.
 """
 
-import json
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from llmops.commands import Profile, run_flow
 from llmops.home import project_home
+
+if TYPE_CHECKING:
+    from llmops.outputs import PromotionDecision
 
 
 def register(app: typer.Typer) -> None:
@@ -22,8 +23,10 @@ def register(app: typer.Typer) -> None:
 
 
 def evaluate_command(
-    dataset: Annotated[Path, typer.Option(help="Prepared dataset folder (has manifest.json).")],
-    adapter: Annotated[Path, typer.Option(help="The candidate's LoRA adapter folder.")],
+    dataset: Annotated[str, typer.Option(help="URI of a prepared dataset (its folder).")],
+    adapter: Annotated[
+        str, typer.Option(help="URI of the candidate adapter: runs:/<id>/adapter, s3://, a folder.")
+    ],
     profile: Profile = "cpu",
     base_model: Annotated[
         str | None, typer.Option(help="Base model the adapter was trained on.")
@@ -33,18 +36,19 @@ def evaluate_command(
     ] = None,
 ) -> None:
     """Compare a candidate adapter with the base model and the current champion."""
-    from flows.evaluate import EvaluateConfig, evaluate
+    from flows.evaluate import evaluate
+    from llmops.flow_configs import EvaluateConfig
 
     config = EvaluateConfig.from_profile(
         profile,
-        dataset=str(dataset),
-        adapter_dir=str(adapter),
+        dataset=dataset,
+        adapter=adapter,
         base_model=base_model,
         max_examples=max_examples,
     )
-    result = run_flow(evaluate, config)
-    typer.echo(json.dumps(result, indent=2))
-    typer.echo(f"\nPromote it with: llmops promote --evaluation-run {result['run_id']}")
+    report = run_flow(evaluate, config)
+    typer.echo(report.model_dump_json(indent=2))
+    typer.echo(f"\nPromote it with: llmops promote --evaluation-run {report.run_id}")
 
 
 def promote_command(
@@ -59,7 +63,8 @@ def promote_command(
     ] = None,
 ) -> None:
     """Register an evaluated candidate; make it champion if it passes the gate."""
-    from flows.promote import PromoteConfig, promote
+    from flows.promote import promote
+    from llmops.flow_configs import PromoteConfig
 
     config = PromoteConfig.from_profile(
         profile, evaluation_run_id=evaluation_run, require_approval=require_approval
@@ -75,7 +80,8 @@ def rollback_command(
     ] = None,
 ) -> None:
     """Make the previous champion the champion again."""
-    from flows.rollback import RollbackConfig, rollback
+    from flows.rollback import rollback
+    from llmops.flow_configs import RollbackConfig
 
     result = run_flow(
         rollback, RollbackConfig.from_profile(profile, registered_model=registered_model)
@@ -88,30 +94,32 @@ def rollback_command(
 
 def run_command(profile: Profile = "cpu") -> None:
     """The main job: prepare the bundled sample data, fine-tune, evaluate, gate and promote."""
-    from flows.training_pipeline import TrainingPipelineConfig, training_pipeline
+    from flows.training_pipeline import training_pipeline
+    from llmops.flow_configs import TrainingPipelineConfig
 
-    summary = run_flow(training_pipeline, TrainingPipelineConfig.from_profile(profile))
+    result = run_flow(training_pipeline, TrainingPipelineConfig.from_profile(profile))
+    evaluation = result.evaluation
+    candidate, base = evaluation.metrics["candidate"], evaluation.metrics["base"]
     home = project_home()
     typer.echo("\n=== training pipeline finished ===")
-    typer.echo(f"dataset:          {summary['dataset_id']}")
-    typer.echo(f"training run:     {summary['training_run_id']}")
-    typer.echo(f"evaluation run:   {summary['evaluation_run_id']}")
+    typer.echo(f"dataset:          {result.dataset.dataset_id} ({result.dataset.uri})")
+    typer.echo(f"training run:     {result.trained.training_run_id}")
+    typer.echo(f"evaluation run:   {evaluation.run_id}")
     typer.echo("candidate vs base (mean, candidate - base [CI]):")
-    for metric, ci in summary["candidate_minus_base"].items():
+    for metric, ci in evaluation.intervals["base"].items():
         typer.echo(
-            f"  {metric:<22} {summary['candidate'][metric]:9.4f} vs {summary['base'][metric]:9.4f}"
-            f"   {ci['diff']:+.4f} [{ci['low']:+.4f}, {ci['high']:+.4f}]"
+            f"  {metric:<22} {candidate[metric]:9.4f} vs {base[metric]:9.4f}"
+            f"   {ci.diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]"
         )
-    _echo_decision(summary)
+    _echo_decision(result.decision)
     typer.echo(
         "\nSee it in the UIs (Prefect http://127.0.0.1:4200, MLflow http://127.0.0.1:5000):\n"
         f"  LLMOPS_HOME={home} .venv/bin/llmops up      # and `llmops down` to stop them"
     )
 
 
-def _echo_decision(result: dict[str, Any]) -> None:
-    verdict = "PROMOTED to champion" if result["promoted"] else "REJECTED (champion unchanged)"
-    typer.echo(f"model version:    {result['registered_model']} v{result['version']}")
-    typer.echo(f"gate decision:    {verdict} (compared with the {result['compared_to']})")
-    for reason in result["reasons"]:
+def _echo_decision(decision: "PromotionDecision") -> None:
+    typer.echo(f"model version:    {decision.registered_model} v{decision.version}")
+    typer.echo(f"gate decision:    {decision.headline} (compared with the {decision.compared_to})")
+    for reason in decision.reasons:
         typer.echo(f"  - {reason}")

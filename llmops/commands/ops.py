@@ -23,7 +23,8 @@ def watch_command(
 
     Run it once here, or deploy `watch-landing` (prefect.yaml) to run it every minute.
     """
-    from flows.watch import WatchConfig, watch
+    from flows.watch import watch
+    from llmops.flow_configs import WatchConfig
 
     new_files = run_flow(watch, WatchConfig.from_profile(profile, landing=landing))
     for path in new_files:
@@ -41,11 +42,13 @@ def retrain_command(
 
     This is what the `retrain` deployment's schedule and event triggers run.
     """
-    from flows.retrain import RetrainConfig, retrain
+    from flows.retrain import retrain
+    from llmops.flow_configs import RetrainConfig
 
     config = RetrainConfig.from_profile(profile, reason=reason, new_data=new_data or None)
-    summary = run_flow(retrain, config)
+    result = run_flow(retrain, config)
+    decision = result.decision
     typer.echo(
-        f"dataset {summary['dataset_id']}: {summary['registered_model']} "
-        f"v{summary['version']}, promoted={summary['promoted']}"
+        f"dataset {result.dataset.dataset_id}: {decision.registered_model} "
+        f"v{decision.version}, {decision.verdict}"
     )

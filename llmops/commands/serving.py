@@ -26,8 +26,8 @@ def serve(
     ),
 ) -> None:
     """Serve the champion over an OpenAI-compatible API (key from $LLMOPS_API_KEY)."""
-    from flows.serve import ServeConfig
     from flows.serve import serve as serve_flow
+    from llmops.flow_configs import ServeConfig
 
     config = ServeConfig.from_profile(
         profile,
@@ -43,16 +43,20 @@ def serve(
 
 def export(
     output: str = typer.Option(..., help="JSON Lines file to write the training records to."),
-    inference_log: str | None = typer.Option(None, help="Inference log folder or s3:// prefix."),
+    inference_log: str | None = typer.Option(
+        None, help="Inference log folder or s3:// prefix (default <store>/inference)."
+    ),
     min_score: float = typer.Option(
         1.0, min=0.0, max=1.0, help="Keep answers scored at least this."
     ),
 ) -> None:
     """Turn corrected and highly rated answers into training records for `llmops prepare`."""
-    from tasks.feedback import default_inference_log, export_feedback
+    from llmops import store
+    from tasks.feedback import export_feedback
 
-    result = export_feedback(inference_log or default_inference_log(), output, min_score)
-    typer.echo(f"wrote {result['records']} records to {result['path']}")
+    log = inference_log or store.join(store.store_root(), "inference")
+    written = export_feedback(log, output, min_score)
+    typer.echo(f"wrote {written} records to {output}")
 
 
 def monitor(
@@ -64,8 +68,8 @@ def monitor(
     inference_log: str | None = typer.Option(None, help="Inference log folder or s3:// prefix."),
 ) -> None:
     """Compare live traffic with the training data (Evidently); report drift."""
-    from flows.monitor import MonitorConfig
     from flows.monitor import monitor as monitor_flow
+    from llmops.flow_configs import MonitorConfig
 
     config = MonitorConfig.from_profile(
         profile,

@@ -3,8 +3,6 @@
 The flow is imported inside the command so that `llmops --help` stays fast.
 """
 
-import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,7 +18,10 @@ def register(app: typer.Typer) -> None:
 
 def finetune_command(
     dataset: Annotated[
-        Path, typer.Argument(help="Prepared dataset folder (has manifest.json) or a Parquet file.")
+        str,
+        typer.Argument(
+            help="URI of a prepared dataset: the folder `llmops prepare` printed (local or s3://)."
+        ),
     ],
     profile: Profile = "cpu",
     base_model: Annotated[
@@ -33,14 +34,17 @@ def finetune_command(
         typer.Option("--packing/--no-packing", help="Padding-free packed batches or padding."),
     ] = None,
 ) -> None:
-    """Train a LoRA adapter; a killed run resumes, a finished one is reused."""
-    from flows.finetune import FinetuneConfig, finetune
+    """Train a LoRA adapter; a killed run resumes (on any host sharing the store), a finished
+    one is reused."""
+    from flows.finetune import finetune
+    from llmops.flow_configs import FinetuneConfig
 
     config = FinetuneConfig.from_profile(
-        profile, dataset=str(dataset), base_model=base_model, max_steps=max_steps, packing=packing
+        profile, dataset=dataset, base_model=base_model, max_steps=max_steps, packing=packing
     )
-    result = run_flow(finetune, config)
-    typer.echo(json.dumps(result, indent=2, default=str))
+    trained = run_flow(finetune, config)
+    typer.echo(trained.model_dump_json(indent=2))
     typer.echo(
-        f"\nEvaluate it with: llmops evaluate --dataset {dataset} --adapter {result['adapter_dir']}"
+        f"\nEvaluate it with: llmops evaluate --dataset {trained.dataset_uri} "
+        f"--adapter {trained.adapter_uri}"
     )

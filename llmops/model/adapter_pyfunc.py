@@ -22,16 +22,17 @@ class AdapterModel(mlflow.pyfunc.PythonModel):
         # Imported here so that logging the model does not need the model stack loaded.
         from peft import PeftModel
 
-        from llmops.model.loading import BaseModel, load_model, load_tokenizer, resolve_base
+        from llmops.model.loading import load_model, load_tokenizer, resolve_base
 
         recorded = json.loads(Path(context.artifacts["base_ref"]).read_text())
-        # The recorded path is used when it still exists (same machine); elsewhere the
-        # reference is resolved again (e.g. the GGUF conversion is redone in the new home).
-        base = (
-            BaseModel(recorded["ref"], recorded["path"], recorded["sha256"])
-            if Path(recorded["path"]).is_dir()
-            else resolve_base(recorded["ref"])
-        )
+        # Resolved again on the loading host (e.g. the GGUF conversion is redone in its home);
+        # a base whose weights differ from the ones trained on is a wrong model, not a warning.
+        base = resolve_base(recorded["ref"])
+        if recorded.get("sha256") and base.sha256 and base.sha256 != recorded["sha256"]:
+            raise ValueError(
+                f"base model {recorded['ref']!r} here has sha256 {base.sha256}, but the adapter "
+                f"was trained on {recorded['sha256']}"
+            )
         self.tokenizer = load_tokenizer(base)
         self.model = PeftModel.from_pretrained(load_model(base), context.artifacts["adapter"])
         self.model.eval()

@@ -6,6 +6,7 @@ metric's direction, so "lower eval loss" counts as an improvement.
 """
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -111,6 +112,44 @@ def decide(
             failed = True
             reasons.append(f"{metric} = {value} is below the floor {floor}")
     return GateDecision(not failed, compared_to, reasons)
+
+
+Verdict = Literal["promoted", "rejected", "already_champion"]
+
+
+@dataclass(frozen=True)
+class SettledDecision:
+    """The gate's decision as it stands when the aliases would move."""
+
+    verdict: Verdict
+    compared_to: str
+    reasons: list[str]
+
+
+def settle(
+    decision: GateDecision,
+    version: str,
+    champion_now: str | None,
+    champion_evaluated: str | None,
+) -> SettledDecision:
+    """Check a gate decision against the champion at the moment of the alias move: a version
+    that already is champion stays so, and a decision against a champion that has since moved
+    is stale, so it never passes (the candidate was never compared with the new champion)."""
+    if champion_now == version:
+        return SettledDecision(
+            "already_champion", "champion", [f"version {version} is already the champion"]
+        )
+    if champion_now != champion_evaluated:
+        return SettledDecision(
+            "rejected",
+            decision.compared_to,
+            [
+                f"the champion is now {champion_now}, but the evaluation compared with "
+                f"{champion_evaluated or 'the base (no champion)'}: evaluate again"
+            ],
+        )
+    verdict: Verdict = "promoted" if decision.passed else "rejected"
+    return SettledDecision(verdict, decision.compared_to, decision.reasons)
 
 
 def _directional() -> list[str]:

@@ -22,7 +22,7 @@ from mlflow.models import infer_signature
 
 from llmops.home import home_path
 from llmops.model.adapter_pyfunc import AdapterModel
-from llmops.model.loading import BaseModel, file_sha256
+from llmops.model.adapters import adapter_sha256, fetch_adapter
 from llmops.tracking import ensure_experiment, mlflow_client
 
 CHAMPION = "champion"
@@ -48,14 +48,17 @@ class RegisteredAdapter:
 
 def register_adapter(
     model_name: str,
-    adapter_dir: Path,
-    base: BaseModel,
+    adapter_uri: str,
+    base_ref: str,
+    base_sha256: str | None,
     run_id: str | None,
     tags: dict[str, str],
 ) -> str:
-    """Log the adapter as a pyfunc under `run_id` (or a new run), register it, tag it, alias
-    it `challenger`; return its version. The same adapter registered twice is one version."""
-    adapter_sha = adapter_sha256(Path(adapter_dir))
+    """Log the adapter at `adapter_uri` as a pyfunc under `run_id` (or a new run), register it,
+    tag it, alias it `challenger`; return its version. The same adapter registered twice is one
+    version."""
+    adapter_dir = fetch_adapter(adapter_uri)
+    adapter_sha = adapter_sha256(adapter_dir)
     existing = mlflow_client().search_model_versions(
         f"name='{model_name}' and tags.adapter_sha256='{adapter_sha}'"
     )
@@ -65,9 +68,7 @@ def register_adapter(
         return version
     with tempfile.TemporaryDirectory() as scratch:
         base_file = Path(scratch) / "base_ref.json"
-        base_file.write_text(
-            json.dumps({"ref": base.ref, "path": base.path, "sha256": base.sha256})
-        )
+        base_file.write_text(json.dumps({"ref": base_ref, "sha256": base_sha256}))
         # MLflow keeps the folder's own name under artifacts/; a fixed name lets resolve_alias
         # find the adapter of any version.
         staged = shutil.copytree(adapter_dir, Path(scratch) / "adapter")
@@ -87,25 +88,15 @@ def register_adapter(
                 registered_model_name=model_name,
             )
     version = str(info.registered_model_version)
-    client = mlflow_client()
     all_tags = {
-        "base_ref": base.ref,
-        "base_sha256": base.sha256 or "",
+        "base_ref": base_ref,
+        "base_sha256": base_sha256 or "",
         "adapter_sha256": adapter_sha,
         **tags,
     }
-    for key, value in all_tags.items():
-        client.set_model_version_tag(model_name, version, key, str(value))
+    tag_version(model_name, version, all_tags)
     set_alias(model_name, CHALLENGER, version)
     return version
-
-
-def adapter_sha256(adapter_dir: Path) -> str:
-    """Hash of an adapter's weights: identifies the adapter whatever folder it sits in."""
-    weights = sorted(Path(adapter_dir).glob("adapter_model.*"))
-    if not (Path(adapter_dir) / "adapter_config.json").exists() or not weights:
-        raise FileNotFoundError(f"{adapter_dir} is not a PEFT adapter folder (no adapter_config)")
-    return file_sha256(weights[0])
 
 
 def code_version() -> str:

@@ -29,7 +29,6 @@ from transformers import (
     TrainerState,
     TrainingArguments,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from llmops.model.loading import BaseModel, load_model, pick_device
 from llmops.records import Message, prompt_messages
@@ -238,30 +237,29 @@ def train_lora(
     examples: list[dict[str, list[int]]],
     lora: LoraSettings,
     settings: TrainSettings,
-    run_dir: Path,
+    checkpoints_dir: Path,
+    adapter_dir: Path,
+    resume_from: Path | None = None,
     callbacks: list[TrainerCallback] | None = None,
     precision: Precision | None = None,
 ) -> dict[str, Any]:
-    """Train (resuming from the last checkpoint in `run_dir/checkpoints` if any), save the
-    adapter alone to `run_dir/adapter`, and return the training metrics."""
+    """Train (resuming from the checkpoint folder `resume_from` when given), checkpointing into
+    `checkpoints_dir`; save the adapter alone to `adapter_dir`; return the training metrics."""
     precision = precision or pick_precision()
     torch.manual_seed(settings.seed)
     model = build_lora_model(base, lora, precision, settings.qlora)
-    checkpoints = run_dir / "checkpoints"
     trainer = make_trainer(
-        model, tokenizer, examples, settings, precision, checkpoints, callbacks or []
+        model, tokenizer, examples, settings, precision, checkpoints_dir, callbacks or []
     )
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=last)
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     wall = time.perf_counter() - started
-    adapter_dir = run_dir / "adapter"
     model.save_pretrained(adapter_dir)  # a PeftModel saves only the adapter weights + config
     tokens = trainer.state.num_input_tokens_seen - trainer._initial_num_input_tokens_seen
     return {
         "train_loss": float(output.training_loss),
         "global_step": int(output.global_step),
-        "resumed_from_step": _checkpoint_step(last),
+        "resumed_from_step": _checkpoint_step(resume_from),
         "tokens_seen": int(trainer.state.num_input_tokens_seen),
         "train_seconds": wall,
         "tokens_per_second": tokens / wall if wall > 0 else 0.0,
@@ -269,6 +267,6 @@ def train_lora(
     }
 
 
-def _checkpoint_step(checkpoint: str | None) -> int:
+def _checkpoint_step(checkpoint: Path | None) -> int:
     """The step a checkpoint folder (checkpoint-<step>) was saved at; 0 for none."""
-    return int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0
+    return int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else 0

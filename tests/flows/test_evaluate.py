@@ -7,15 +7,18 @@ import mlflow
 import pytest
 from model_support import make_tiny_adapter, write_tiny_dataset
 
-from flows.evaluate import EvaluateConfig, evaluate
+from flows.evaluate import evaluate
+from llmops import store
+from llmops.flow_configs import EvaluateConfig
 from llmops.model import registry
+from llmops.outputs import EvaluationReport
 
 
 @pytest.fixture
 def config(tmp_path: Path, llmops_home: Path, prefect_harness: None) -> EvaluateConfig:
     adapter_dir, _ = make_tiny_adapter(tmp_path / "candidate", seed=1, scale=0.5)
     return EvaluateConfig.from_profile(
-        "tiny", dataset=str(write_tiny_dataset(tmp_path / "datasets")), adapter_dir=str(adapter_dir)
+        "tiny", dataset=str(write_tiny_dataset(tmp_path / "datasets")), adapter=str(adapter_dir)
     )
 
 
@@ -23,19 +26,24 @@ def test_evaluate_logs_metrics_table_and_dataset(config: EvaluateConfig) -> None
     from prefect.artifacts import Artifact
 
     result = evaluate(config)
-    assert result["dataset_id"] == "tiny-16-6" and result["examples"] == 6
-    assert result["champion_version"] is None and set(result["intervals"]) == {"base"}
-    assert set(result["metrics"]) == {"candidate", "base"}
+    assert result.dataset_id == "tiny-16-6" and result.examples == 6
+    assert result.champion_version is None and set(result.intervals) == {"base"}
+    assert set(result.metrics) == {"candidate", "base"}
     for metric in ("bleu", "rouge1", "rouge2", "rougeL", "exact_match", "eval_loss", "perplexity"):
-        assert metric in result["metrics"]["candidate"]
-    ci = result["intervals"]["base"]["rougeL"]
-    assert ci["low"] <= ci["diff"] <= ci["high"]
+        assert metric in result.metrics["candidate"]
+    ci = result.intervals["base"]["rougeL"]
+    assert ci.low <= ci.diff <= ci.high
+    # The report is kept in the store, where promote reads it back exactly.
+    kept = store.read_json(
+        store.join(config.store_url(), "evaluations", result.run_id, "report.json")
+    )
+    assert EvaluationReport.model_validate(kept) == result
 
-    run = mlflow.get_run(result["run_id"])
+    run = mlflow.get_run(result.run_id)
     assert run.data.tags["dataset_id"] == "tiny-16-6"
     assert "diff_vs_base.eval_loss.ci_low" in run.data.metrics
     assert run.data.metrics["candidate.eval_loss"] == pytest.approx(
-        result["metrics"]["candidate"]["eval_loss"]
+        result.metrics["candidate"]["eval_loss"]
     )
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["tiny-16-6"]
     table = json.loads(
@@ -53,13 +61,15 @@ def test_evaluate_logs_metrics_table_and_dataset(config: EvaluateConfig) -> None
 
 def test_evaluate_compares_with_the_champion(config: EvaluateConfig, tmp_path: Path) -> None:
     champion_dir, base = make_tiny_adapter(tmp_path / "champion", seed=2, scale=0.5)
-    version = registry.register_adapter(config.registered_model, champion_dir, base, None, {})
+    version = registry.register_adapter(
+        config.registered_model, str(champion_dir), base.ref, base.sha256, None, {}
+    )
     registry.promote_version(config.registered_model, version)
 
     result = evaluate(config)
-    assert result["champion_version"] == version
-    assert set(result["intervals"]) == {"base", "champion"}
-    assert set(result["metrics"]) == {"candidate", "base", "champion"}
+    assert result.champion_version == version
+    assert set(result.intervals) == {"base", "champion"}
+    assert set(result.metrics) == {"candidate", "base", "champion"}
 
 
 def test_evaluate_rejects_a_folder_that_is_not_a_dataset(

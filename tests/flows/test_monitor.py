@@ -11,7 +11,8 @@ import pytest
 from monitoring_support import shifted_window, support_window
 from prefect.artifacts import Artifact
 
-from flows.monitor import MonitorConfig, monitor
+from flows.monitor import monitor
+from llmops.flow_configs import MonitorConfig
 from llmops.records import instruction_to_messages
 from llmops.serving.store import InferenceStore, utc_now
 
@@ -34,7 +35,7 @@ def _write_reference(root: Path, window: pd.DataFrame) -> Path:
     splits = {"train": folder / "train.parquet", "eval": folder / "eval.parquet"}
     records.iloc[:half].to_parquet(splits["train"])
     records.iloc[half:].to_parquet(splits["eval"])
-    manifest = {"dataset_id": "support-v1", "splits": {k: str(v) for k, v in splits.items()}}
+    manifest = {"dataset_id": "support-v1", "counts": {"accepted": len(records)}}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 

@@ -7,27 +7,31 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from net_support import free_port
 
-from flows.prepare import PrepareConfig, prepare
+from flows.prepare import prepare
 from llmops.data.errors import DataContractError, SourceUnreadableError
+from llmops.datasets import read_split
+from llmops.flow_configs import PrepareConfig
+from llmops.outputs import DatasetRef
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 
 
 @pytest.fixture
-def sample_manifest(tmp_path: Path, prefect_harness: None) -> dict:
+def sample_dataset(tmp_path: Path, prefect_harness: None) -> DatasetRef:
     return prepare(PrepareConfig.from_profile("tiny", output=str(tmp_path / "datasets")))
 
 
-def test_every_record_is_accounted_for(sample_manifest: dict):
-    counts = sample_manifest["counts"]
-    rejected = [
-        json.loads(line)
-        for line in (Path(sample_manifest["path"]) / "rejected.jsonl").read_text().splitlines()
-    ]
-    train = pd.read_parquet(sample_manifest["splits"]["train"])
-    eval_ = pd.read_parquet(sample_manifest["splits"]["eval"])
+def rejected_rows(dataset: DatasetRef) -> list[dict]:
+    lines = (Path(dataset.uri) / "rejected.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_every_record_is_accounted_for(sample_dataset: DatasetRef):
+    counts = sample_dataset.counts
+    rejected = rejected_rows(sample_dataset)
+    train = read_split(sample_dataset, "train")
+    eval_ = read_split(sample_dataset, "eval")
     assert counts["total"] == 367  # every line/item/row in data/sample (see PLANTED.md)
     assert counts["total"] == (
         counts["accepted"]
@@ -44,11 +48,8 @@ def test_every_record_is_accounted_for(sample_manifest: dict):
     assert not set(train["record_id"]) & set(eval_["record_id"])
 
 
-def test_each_planted_problem_is_caught(sample_manifest: dict):
-    rejected = {
-        json.loads(line)["record_id"]: json.loads(line)
-        for line in (Path(sample_manifest["path"]) / "rejected.jsonl").read_text().splitlines()
-    }
+def test_each_planted_problem_is_caught(sample_dataset: DatasetRef):
+    rejected = {row["record_id"]: row for row in rejected_rows(sample_dataset)}
     quarantined = {k for k, r in rejected.items() if r["reason"] == "quarantined"}
     assert {
         "support_tickets.jsonl:41",  # invalid JSON
@@ -79,9 +80,9 @@ def test_each_planted_problem_is_caught(sample_manifest: dict):
     assert rejected["near-77"]["duplicate_of"] == "chat-permissions-3"
 
 
-def test_pii_is_replaced_by_placeholders(sample_manifest: dict):
+def test_pii_is_replaced_by_placeholders(sample_dataset: DatasetRef):
     records = pd.concat(
-        [pd.read_parquet(p) for p in sample_manifest["splits"].values()], ignore_index=True
+        [read_split(sample_dataset, split) for split in ("train", "eval")], ignore_index=True
     )
     text = " ".join(m["content"] for ms in records["messages"] for m in ms)
     planted = (  # one per type and place, see PLANTED.md
@@ -99,16 +100,16 @@ def test_pii_is_replaced_by_placeholders(sample_manifest: dict):
     for secret in planted:
         assert secret not in text
     assert "1234 5678 9012 3456" in text  # Luhn-invalid: not a card
-    assert sample_manifest["counts"]["pii_email"] == 2
+    assert sample_dataset.counts["pii_email"] == 2
 
 
-def test_same_input_same_dataset_id(sample_manifest: dict, tmp_path: Path):
+def test_same_input_same_dataset_id(sample_dataset: DatasetRef, tmp_path: Path):
     again = prepare(PrepareConfig.from_profile("tiny", output=str(tmp_path / "datasets")))
-    assert again["dataset_id"] == sample_manifest["dataset_id"]
+    assert again == sample_dataset
     other_split = prepare(
         PrepareConfig.from_profile("tiny", output=str(tmp_path / "datasets"), seed=99)
     )
-    assert other_split["dataset_id"] != sample_manifest["dataset_id"]
+    assert other_split.dataset_id != sample_dataset.dataset_id
 
 
 def test_contract_tolerance_exceeded_names_the_reasons(tmp_path: Path, prefect_harness: None):
@@ -121,23 +122,6 @@ def test_contract_tolerance_exceeded_names_the_reasons(tmp_path: Path, prefect_h
 def test_unreadable_source_is_one_clear_error(tmp_path: Path, prefect_harness: None):
     with pytest.raises(SourceUnreadableError, match="source not found"):
         prepare(PrepareConfig.from_profile("tiny", sources=[str(tmp_path / "missing")]))
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch):
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 def test_s3_source_and_output(s3_endpoint: str, prefect_harness: None, tmp_path: Path):
@@ -162,6 +146,8 @@ def test_s3_source_and_output(s3_endpoint: str, prefect_harness: None, tmp_path:
     from_disk = prepare(
         PrepareConfig.from_profile("tiny", sources=[str(local)], output=str(tmp_path / "out"))
     )
-    assert remote["counts"] == from_disk["counts"]
-    assert remote["dataset_id"] == from_disk["dataset_id"]
-    assert fs.exists(f"landing/datasets/{remote['dataset_id']}/manifest.json")
+    assert remote.counts == from_disk.counts
+    assert remote.dataset_id == from_disk.dataset_id
+    assert remote.uri == f"s3://landing/datasets/{remote.dataset_id}"
+    assert fs.exists(f"landing/datasets/{remote.dataset_id}/manifest.json")
+    assert read_split(remote, "train").equals(read_split(from_disk, "train"))

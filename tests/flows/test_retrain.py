@@ -4,7 +4,8 @@ and the run is named after why it started."""
 import json
 from pathlib import Path
 
-from flows.retrain import RetrainConfig, retrain
+from flows.retrain import retrain
+from llmops.flow_configs import RetrainConfig
 
 
 def test_retrain_adds_landed_data_and_names_the_run(
@@ -19,10 +20,9 @@ def test_retrain_adds_landed_data_and_names_the_run(
         RetrainConfig(profile="tiny", reason="llmops.dataset.landed", new_data=[str(landed)]),
         return_state=True,
     )
-    summary = state.result()
-    manifest = json.loads(
-        (llmops_home / "datasets" / summary["dataset_id"] / "manifest.json").read_text()
-    )
+    result = state.result()
+    manifest = json.loads((Path(result.dataset.uri) / "manifest.json").read_text())
+    assert result.dataset.uri == str(llmops_home / "datasets" / result.dataset.dataset_id)
     assert str(landed) in manifest["sources"]
     assert manifest["counts"]["total"] == 368  # the bundled sample + the landed record
 

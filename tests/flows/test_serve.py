@@ -37,7 +37,9 @@ def _register(home: Path, seed: int, scale: float) -> str:
     from llmops.model.registry import register_adapter, set_alias
 
     adapter, base = make_tiny_adapter(home / f"adapter-{seed}", seed=seed, scale=scale)
-    version = register_adapter(MODEL, adapter, base, run_id=None, tags={"seed": str(seed)})
+    version = register_adapter(
+        MODEL, str(adapter), base.ref, base.sha256, None, {"seed": str(seed)}
+    )
     set_alias(MODEL, "champion", version)
     return version
 
@@ -214,7 +216,7 @@ def test_feedback_round_trip_emits_event_and_exports_a_record(server: Server) ->
     out = server.home / "export" / "feedback.jsonl"
     result = export_feedback.fn(str(server.home / "inference"), str(out))
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert result["records"] == 1
+    assert result == 1
     assert records == [
         {
             "id": f"feedback-{reply.id}",
@@ -286,7 +288,7 @@ def test_hot_swap_under_concurrent_requests_fails_nothing(server: Server) -> Non
 def test_serve_profiles_validate_and_limits_are_checked() -> None:
     from pydantic import ValidationError
 
-    from flows.serve import ServeConfig
+    from llmops.flow_configs import ServeConfig
 
     for profile in ("tiny", "cpu", "gpu"):
         config = ServeConfig.from_profile(profile)

@@ -27,28 +27,37 @@ def sources(tmp_path: Path) -> Path:
 def test_pipeline_runs_end_to_end_and_caches(
     sources: Path, llmops_home: Path, prefect_harness: None
 ) -> None:
-    from flows.training_pipeline import TrainingPipelineConfig, training_pipeline
+    from flows.training_pipeline import training_pipeline
+    from llmops.flow_configs import TrainingPipelineConfig
 
     config = TrainingPipelineConfig.from_profile("tiny", prepare={"sources": [str(sources)]})
     first = training_pipeline(config)
     name = config.promote.registered_model
-    assert first["dataset_id"] and first["training_run_id"] and first["evaluation_run_id"]
-    assert first["registered_model"] == name and first["compared_to"] == "base"
-    tags = registry.version_tags(name, first["version"])
-    assert tags["dataset_id"] == first["dataset_id"]
-    assert tags["gate_decision"] == ("passed" if first["promoted"] else "rejected")
-    assert set(first["candidate_minus_base"]) >= {"bleu", "rougeL", "eval_loss"}
+    decision = first.decision
+    assert first.trained.dataset_id == first.evaluation.dataset_id == first.dataset.dataset_id
+    assert first.evaluation.training_run_id == first.trained.training_run_id
+    assert decision.evaluation_run_id == first.evaluation.run_id
+    assert decision.registered_model == name and decision.compared_to == "base"
+    tags = registry.version_tags(name, decision.version)
+    assert tags["dataset_id"] == first.dataset.dataset_id
+    assert tags["dataset_uri"] == first.dataset.uri
+    assert tags["training_run_id"] == first.trained.training_run_id
+    assert tags["gate_decision"] == decision.verdict
+    assert set(first.evaluation.intervals["base"]) >= {"bleu", "rougeL", "eval_loss"}
 
     second = training_pipeline(config)
     # Same data and config: no retraining, the same registered version.
-    assert second["dataset_id"] == first["dataset_id"]
-    assert second["training_run_id"] == first["training_run_id"]
-    assert second["version"] == first["version"]
+    assert second.dataset == first.dataset
+    assert second.trained.reused
+    assert second.trained.training_run_id == first.trained.training_run_id
+    assert second.decision.version == decision.version
+    if decision.verdict == "promoted":
+        assert second.decision.verdict == "already_champion"
     assert len(mlflow_client().search_model_versions(f"name='{name}'")) == 1
 
 
 def test_pipeline_config_rejects_disagreeing_stages() -> None:
-    from flows.training_pipeline import TrainingPipelineConfig
+    from llmops.flow_configs import TrainingPipelineConfig
 
     with pytest.raises(ValueError, match="registered_model"):
         TrainingPipelineConfig.from_profile("tiny", promote={"registered_model": "other"})

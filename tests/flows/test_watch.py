@@ -3,7 +3,8 @@
 import time
 from pathlib import Path
 
-from flows.watch import WatchConfig, watch
+from flows.watch import watch
+from llmops.flow_configs import WatchConfig
 
 
 def landed_events(path: str) -> list:

@@ -55,7 +55,7 @@ def test_export_writes_corrections_and_good_answers(tmp_path: Path) -> None:
     out = tmp_path / "out" / "feedback.jsonl"
     result = export_feedback.fn(str(log), str(out), min_score=0.8)
     records = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
-    assert result == {"records": 2, "path": str(out)}
+    assert result == 2
     assert set(records) == {"feedback-good", "feedback-fixed"}
     assert reference_response(records["feedback-fixed"]["messages"]) == "the corrected answer"
     assert reference_response(records["feedback-good"]["messages"]) == "served good"

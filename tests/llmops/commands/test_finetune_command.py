@@ -22,4 +22,4 @@ def test_finetune_bad_dataset_is_a_clear_error(
 ) -> None:
     result = runner.invoke(app, ["finetune", str(tmp_path / "missing"), "--profile", "tiny"])
     assert result.exit_code == 1
-    assert "error: dataset" in result.output and "neither a prepared dataset" in result.output
+    assert "error: " in result.output and "is not a prepared dataset" in result.output

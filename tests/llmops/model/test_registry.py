@@ -20,9 +20,16 @@ def adapter(tmp_path: Path, llmops_home: Path):  # noqa: ANN201
     return make_tiny_adapter(tmp_path / "adapter", scale=0.05)
 
 
-def test_register_tags_and_challenger(adapter) -> None:  # noqa: ANN001
+def register(adapter: tuple, tags: dict[str, str] | None = None) -> str:
     adapter_dir, base = adapter
-    version = registry.register_adapter(NAME, adapter_dir, base, None, {"dataset_id": "d1"})
+    return registry.register_adapter(
+        NAME, str(adapter_dir), base.ref, base.sha256, None, tags or {}
+    )
+
+
+def test_register_tags_and_challenger(adapter) -> None:  # noqa: ANN001
+    _, base = adapter
+    version = register(adapter, {"dataset_id": "d1"})
     tags = registry.version_tags(NAME, version)
     assert tags["dataset_id"] == "d1"
     assert tags["base_ref"] == "tiny-random"
@@ -33,23 +40,17 @@ def test_register_tags_and_challenger(adapter) -> None:  # noqa: ANN001
 
 
 def test_register_rejects_a_folder_without_adapter(tmp_path: Path, llmops_home: Path) -> None:
-    from llmops.model.loading import resolve_base
-
     with pytest.raises(FileNotFoundError, match="not a PEFT adapter"):
-        registry.register_adapter(NAME, tmp_path, resolve_base("tiny-random"), None, {})
+        registry.register_adapter(NAME, str(tmp_path), "tiny-random", None, None, {})
 
 
 def test_same_adapter_is_one_version(adapter) -> None:  # noqa: ANN001
-    adapter_dir, base = adapter
-    first = registry.register_adapter(NAME, adapter_dir, base, None, {})
-    assert registry.register_adapter(NAME, adapter_dir, base, None, {}) == first
+    first = register(adapter)
+    assert register(adapter) == first
 
 
 def test_promote_and_rollback_walk_history(tmp_path: Path, llmops_home: Path) -> None:
-    v1, v2, v3 = (
-        registry.register_adapter(NAME, *make_tiny_adapter(tmp_path / f"a{i}", i, 0.05), None, {})
-        for i in range(3)
-    )
+    v1, v2, v3 = (register(make_tiny_adapter(tmp_path / f"a{i}", i, 0.05)) for i in range(3))
     assert registry.promote_version(NAME, v1) is None
     assert registry.promote_version(NAME, v2) == v1
     assert registry.promote_version(NAME, v3) == v2
@@ -68,8 +69,7 @@ def test_promote_and_rollback_walk_history(tmp_path: Path, llmops_home: Path) ->
 
 
 def test_champion_resolves_and_loads_in_a_fresh_process(adapter, llmops_home: Path) -> None:  # noqa: ANN001
-    adapter_dir, base = adapter
-    version = registry.register_adapter(NAME, adapter_dir, base, None, {})
+    version = register(adapter)
     registry.promote_version(NAME, version)
 
     resolved = registry.resolve_alias(NAME)

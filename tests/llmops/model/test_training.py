@@ -107,15 +107,27 @@ class KillAt(TrainerCallback):
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path: Path, tokenizer) -> None:
     base = resolve_base("tiny-random")
     examples, _ = encode_examples(tokenizer, [list(m) for m in tiny_records(12)["messages"]], 256)
+    checkpoints, adapter = tmp_path / "checkpoints", tmp_path / "adapter"
     with pytest.raises(KeyboardInterrupt):
-        train_lora(base, tokenizer, examples, LORA, settings(), tmp_path, [KillAt(5)])
-    assert (tmp_path / "checkpoints" / "checkpoint-4").is_dir()
-    assert not (tmp_path / "adapter").exists()
+        train_lora(
+            base, tokenizer, examples, LORA, settings(), checkpoints, adapter, None, [KillAt(5)]
+        )
+    assert (checkpoints / "checkpoint-4").is_dir()
+    assert not adapter.exists()
 
-    metrics = train_lora(base, tokenizer, examples, LORA, settings(), tmp_path)
-    assert metrics["resumed_from_step"] == 4
-    assert metrics["global_step"] == 6
-    saved = {p.name for p in (tmp_path / "adapter").iterdir()}
+    resumed = train_lora(
+        base,
+        tokenizer,
+        examples,
+        LORA,
+        settings(),
+        checkpoints,
+        adapter,
+        checkpoints / "checkpoint-4",
+    )
+    assert resumed["resumed_from_step"] == 4
+    assert resumed["global_step"] == 6
+    saved = {p.name for p in adapter.iterdir()}
     assert saved == {"adapter_config.json", "adapter_model.safetensors", "README.md"}
 
 
@@ -131,7 +143,9 @@ def test_real_smollm2_loads_generates_and_trains(tmp_path: Path) -> None:
     assert completion_tokens > 0 and "Paris" in text
     examples, _ = encode_examples(tokenizer, [list(m) for m in tiny_records(8)["messages"]], 128)
     small = settings(max_steps=3, batch_size=2, save_every=3, log_every=1)
-    metrics = train_lora(base, tokenizer, examples, LORA, small, tmp_path)
+    metrics = train_lora(
+        base, tokenizer, examples, LORA, small, tmp_path / "checkpoints", tmp_path / "adapter"
+    )
     assert metrics["global_step"] == 3 and metrics["train_loss"] > 0
     adapter_bytes = sum(p.stat().st_size for p in (tmp_path / "adapter").iterdir())
     assert adapter_bytes < 5_000_000  # rank-4 adapter: about 1.9 MB, the base is 540 MB

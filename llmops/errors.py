@@ -1,0 +1,6 @@
+"""Which errors mean "your input is wrong": the CLI prints them as one line instead of a
+traceback, and tasks never retry them (retrying cannot fix bad input)."""
+
+from llmops.data.errors import DataContractError, SourceUnreadableError
+
+USER_ERRORS = (FileNotFoundError, ValueError, LookupError, SourceUnreadableError, DataContractError)

@@ -1,0 +1,368 @@
+"""The settings of every built-in flow: one pydantic model per flow, validated from the YAML
+profiles in profiles/<flow>/ and rendered by the Prefect UI as the run form.
+
+They live in the library, not beside their flows, because tasks build them too (the training
+pipeline hands one stage's output to the next stage's config) and tasks never import flows.
+"""
+
+import json
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from llmops import store
+from llmops.config import FlowConfig, load_profile_data
+from llmops.data.dedup import MinHashSettings
+from llmops.model.gate import GatePolicy
+from llmops.model.training import LoraSettings, TrainSettings
+
+SAMPLE_DATA = "data/sample"
+SAMPLE_CONTRACT = "data_contracts/support_conversations.yaml"
+
+
+class PrepareConfig(FlowConfig):
+    """What to read, which contract to hold it to, and how to clean and split it."""
+
+    profile_dir: ClassVar[str] = "prepare"
+
+    sources: list[str] = Field(
+        default_factory=lambda: [SAMPLE_DATA],
+        min_length=1,
+        description="Files, folders, globs or s3:// URLs (JSONL, JSON, CSV, Parquet).",
+    )
+    output: str = Field(
+        "",
+        description="Where datasets are written: <output>/<dataset_id>/ (local or s3://; "
+        "'' = <store>/datasets).",
+    )
+    contract: str = Field(SAMPLE_CONTRACT, description="Data contract file (data_contracts/).")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec options for remote sources, e.g. {client_kwargs: {endpoint_url: ...}}; "
+        "credentials come from the environment (AWS_*), never from here.",
+    )
+    pii_mode: Literal["redact", "drop", "off"] = Field("redact", description="What to do with PII.")
+    near_duplicate_threshold: float = Field(
+        0.8, gt=0, le=1, description="MinHash Jaccard threshold."
+    )
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations.")
+    shingle_size: int = Field(3, ge=1, le=10, description="Shingle length.")
+    shingle_unit: Literal["word", "char"] = Field(
+        "word", description="Shingle over words or characters."
+    )
+    eval_fraction: float = Field(
+        0.15, gt=0, lt=1, description="Share of records held out for evaluation."
+    )
+    seed: int = Field(13, description="Split seed (the split is stable for a given seed).")
+
+    def minhash(self) -> MinHashSettings:
+        return MinHashSettings(
+            self.near_duplicate_threshold, self.num_perm, self.shingle_size, self.shingle_unit
+        )
+
+    def output_url(self) -> str:
+        """The dataset root: `output`, else <store>/datasets."""
+        return self.output or store.join(self.store_url(), "datasets")
+
+    def recipe(self) -> str:
+        """The settings that shape the data (not where it is read from or written to)."""
+        where = {"sources", "output", "storage_options", "store"}
+        return json.dumps(self.model_dump(exclude=where), sort_keys=True)
+
+
+class FinetuneConfig(FlowConfig):
+    """Settings of one LoRA fine-tuning run."""
+
+    profile_dir: ClassVar[str] = "finetune"
+
+    dataset: str = Field(
+        "", description="URI of a prepared dataset (its folder: local path or s3://...)."
+    )
+    base_model: str = Field(
+        "smollm2-135m-instruct",
+        description="Base model: smollm2-135m-instruct, tiny-random, a local dir or a hub id.",
+    )
+    lora_rank: int = Field(16, ge=1, le=512, description="LoRA rank r.")
+    lora_alpha: int = Field(32, ge=1, le=1024, description="LoRA scaling alpha.")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    target_modules: list[str] | str = Field(
+        "all-linear", description="Modules that get adapters: a list of names or 'all-linear'."
+    )
+    qlora: bool = Field(False, description="4-bit QLoRA (used on CUDA with bitsandbytes only).")
+    learning_rate: float = Field(2e-4, gt=0.0, le=1.0, description="Peak learning rate.")
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="Share of steps warming up.")
+    max_steps: int = Field(100, ge=1, le=1_000_000, description="Optimizer steps to train.")
+    batch_size: int = Field(8, ge=1, le=1024, description="Examples per device batch.")
+    grad_accum: int = Field(1, ge=1, le=1024, description="Gradient accumulation steps.")
+    max_seq_len: int = Field(512, ge=16, le=32_768, description="Truncate examples to this.")
+    packing: bool = Field(True, description="Padding-free packed batches (else padded).")
+    save_every: int = Field(25, ge=1, description="Checkpoint every N steps.")
+    log_every: int = Field(5, ge=1, description="Log loss, lr and tokens/s every N steps.")
+    seed: int = Field(0, description="Random seed (weights init, data order).")
+    experiment: str = Field("llmops-finetune", description="MLflow experiment of training runs.")
+
+    def lora(self) -> LoraSettings:
+        """The peft settings."""
+        return LoraSettings(self.lora_rank, self.lora_alpha, self.lora_dropout, self.target_modules)
+
+    def train_settings(self) -> TrainSettings:
+        """The Trainer settings."""
+        return TrainSettings(
+            learning_rate=self.learning_rate,
+            max_steps=self.max_steps,
+            batch_size=self.batch_size,
+            grad_accum=self.grad_accum,
+            warmup_ratio=self.warmup_ratio,
+            packing=self.packing,
+            save_every=self.save_every,
+            log_every=self.log_every,
+            seed=self.seed,
+            qlora=self.qlora,
+        )
+
+    def training_fingerprint(self) -> str:
+        """Hash of everything that changes the trained weights (not where the data lives, nor
+        the store or MLflow experiment): equal fingerprints, data and base give equal runs."""
+        where = {"dataset": "", "experiment": "", "store": None}
+        return self.model_copy(update=where).fingerprint()
+
+
+class EvaluateConfig(FlowConfig):
+    """Settings of one evaluation: what to compare, on how many examples, how to decode."""
+
+    profile_dir: ClassVar[str] = "evaluate"
+
+    dataset: str = Field("", description="URI of a prepared dataset (its folder).")
+    adapter: str = Field(
+        "",
+        description="URI of the candidate's LoRA adapter: runs:/<id>/adapter, s3://..., a folder.",
+    )
+    base_model: str = Field(
+        "smollm2-135m-instruct", description="Base model ref the candidate was trained on."
+    )
+    registered_model: str = Field(
+        "llmops-assistant", description="MLflow registered model whose champion is compared."
+    )
+    training_run_id: str | None = Field(None, description="MLflow run that trained the candidate.")
+    config_fingerprint: str | None = Field(
+        None, description="Hash of the candidate's training config (recorded on its version)."
+    )
+    max_examples: int | None = Field(
+        None, ge=1, description="Evaluate the first N held-out examples (None: all)."
+    )
+    max_new_tokens: int = Field(64, ge=1, le=2048, description="Generation budget per answer.")
+    batch_size: int = Field(8, ge=1, le=256, description="Examples per generate/loss batch.")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Bootstrap confidence level.")
+    n_resamples: int = Field(1000, ge=100, le=100_000, description="Bootstrap resamples.")
+    experiment: str = Field("llmops-evaluation", description="MLflow experiment of eval runs.")
+
+
+class PromoteConfig(FlowConfig):
+    """Which evaluation to act on, the registered model, and the gate policy."""
+
+    profile_dir: ClassVar[str] = "promote"
+
+    evaluation_run_id: str = Field("", description="MLflow run id written by `llmops evaluate`.")
+    registered_model: str = Field(
+        "llmops-assistant", min_length=1, description="MLflow registered model name."
+    )
+    gate: GatePolicy = Field(default_factory=GatePolicy, description="The promotion gate.")
+    require_approval: bool = Field(
+        False, description="Pause for an operator's approval in the Prefect UI after a pass."
+    )
+    approval_timeout_s: int = Field(
+        3600, ge=1, le=7 * 24 * 3600, description="Seconds to wait for approval; then reject."
+    )
+
+
+class RollbackConfig(FlowConfig):
+    """Which registered model to roll back."""
+
+    profile_dir: ClassVar[str] = "rollback"
+
+    registered_model: str = Field(
+        "llmops-assistant", min_length=1, description="MLflow registered model name."
+    )
+
+
+class TrainingPipelineConfig(FlowConfig):
+    """The four stage configs, plus where fine-tuning runs."""
+
+    profile_dir: ClassVar[str] = "training_pipeline"
+
+    prepare: PrepareConfig = Field(description="Data preparation (sources, contract, split).")
+    finetune: FinetuneConfig = Field(description="LoRA fine-tuning.")
+    evaluate: EvaluateConfig = Field(description="Evaluation against base and champion.")
+    promote: PromoteConfig = Field(description="Registration and the promotion gate.")
+    finetune_deployment: str | None = Field(
+        None,
+        description="Run fine-tuning as this deployment (e.g. on a GPU pool) instead of "
+        "in-process: 'flow-name/deployment-name'.",
+    )
+
+    @classmethod
+    def from_profile(cls, profile: str = "cpu", **overrides: Any) -> Self:
+        """Compose each stage from profiles/<stage>/<profile>.yaml, then the pipeline
+        profile's per-stage keys, then `overrides` (per-stage dicts or top-level fields)."""
+        data = load_profile_data(cls.profile_dir, profile)
+        for stage, stage_config in _stage_configs().items():
+            keys = {**data.get(stage, {}), **(overrides.pop(stage, None) or {})}
+            data[stage] = stage_config.from_profile(profile, **keys)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(data)
+
+    @model_validator(mode="after")
+    def _store_reaches_every_stage(self) -> Self:
+        """A store set on the pipeline is every stage's store, unless a stage names its own."""
+        if self.store:
+            for stage in _stage_configs():
+                config = getattr(self, stage)
+                if config.store is None:
+                    object.__setattr__(self, stage, config.model_copy(update={"store": self.store}))
+        return self
+
+    @model_validator(mode="after")
+    def _stages_agree(self) -> Self:
+        if self.evaluate.base_model != self.finetune.base_model:
+            raise ValueError(
+                f"evaluate.base_model {self.evaluate.base_model!r} differs from "
+                f"finetune.base_model {self.finetune.base_model!r}"
+            )
+        if self.evaluate.registered_model != self.promote.registered_model:
+            raise ValueError(
+                f"evaluate.registered_model {self.evaluate.registered_model!r} differs from "
+                f"promote.registered_model {self.promote.registered_model!r}"
+            )
+        return self
+
+
+class InferenceLogConfig(FlowConfig):
+    """Settings of flows that write or read the inference log (serve, monitor)."""
+
+    inference_log: str = Field(
+        "", description="Folder or s3:// prefix of the inference log ('' = <store>/inference)."
+    )
+
+    def inference_log_url(self) -> str:
+        """The inference log: as configured, else <store>/inference (where serve writes it)."""
+        return self.inference_log or store.join(self.store_url(), "inference")
+
+
+class RetrainConfig(InferenceLogConfig):
+    """Why this run started, which new data it brings, and the pipeline profile to use."""
+
+    profile_dir: ClassVar[str] = "retrain"
+
+    reason: str = Field("manual", description="Why it runs: an event name, 'schedule', 'manual'.")
+    # A string too: an event trigger passes the one landed path, and the server checks it
+    # against this schema before any validator of ours runs.
+    new_data: list[str] | str = Field(
+        default_factory=list, description="Newly landed file(s) or prefixes to add to the sources."
+    )
+    profile: str = Field("cpu", description="Profile of the training pipeline's stages.")
+    include_feedback: bool = Field(True, description="Add exported human feedback as data.")
+    finetune_deployment: str | None = Field(
+        None, description="Hand fine-tuning to this deployment (e.g. finetune/finetune-gpu)."
+    )
+
+    @field_validator("new_data", mode="after")
+    @classmethod
+    def _one_path_is_a_list(cls, value: list[str] | str) -> list[str]:
+        """An event trigger passes one landed path as a string."""
+        return [value] if isinstance(value, str) else value
+
+    def feedback_export_url(self) -> str:
+        """Where feedback exported as training records goes (read by prepare, on any host)."""
+        return store.join(self.store_url(), "feedback", "export.jsonl")
+
+
+class ServeConfig(InferenceLogConfig):
+    """Where to listen, which model to serve, and the limits every request must respect."""
+
+    profile_dir: ClassVar[str] = "serve"
+
+    registered_model: str = Field("llmops-assistant", description="MLflow registered model.")
+    alias: str = Field("champion", description="Registry alias whose version is served.")
+    host: str = Field("127.0.0.1", description="Interface to bind (0.0.0.0 to expose).")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port.")
+    require_api_key: bool = Field(True, description="Reject requests without the API key.")
+    api_key_env: str = Field("LLMOPS_API_KEY", description="Environment variable with the key.")
+    api_key_secret_block: str | None = Field(
+        None, description="Prefect Secret block holding the key (wins over the environment)."
+    )
+    max_body_bytes: int = Field(65_536, ge=1024, le=16_777_216, description="Request size cap.")
+    max_tokens_limit: int = Field(512, ge=1, le=8192, description="Largest max_tokens accepted.")
+    default_max_tokens: int = Field(128, ge=1, le=8192, description="max_tokens when not sent.")
+    max_prompt_tokens: int = Field(1024, ge=16, le=32_768, description="Longest prompt accepted.")
+    max_batch: int = Field(16, ge=1, le=256, description="Most requests per generate call.")
+    batch_window_ms: float = Field(
+        10.0,
+        ge=0.0,
+        le=1000.0,
+        description="How long a batch waits to fill after its first request.",
+    )
+    refresh_seconds: float = Field(
+        5.0, ge=0.0, le=3600.0, description="How often the alias is checked for a new version."
+    )
+    log_prompts: bool = Field(False, description="Write full prompts to the server log.")
+
+    @model_validator(mode="after")
+    def _default_within_limit(self) -> "ServeConfig":
+        if self.default_max_tokens > self.max_tokens_limit:
+            raise ValueError("default_max_tokens must not exceed max_tokens_limit")
+        return self
+
+
+class MonitorConfig(InferenceLogConfig):
+    """Which windows to compare and when a difference counts as drift."""
+
+    profile_dir: ClassVar[str] = "monitor"
+
+    registered_model: str = Field("llmops-assistant", description="MLflow registered model.")
+    reference_dataset: str = Field(
+        "", description="URI of a prepared dataset ('' = the one the champion was trained on)."
+    )
+    current_rows: int = Field(500, ge=10, le=100_000, description="Most recent requests compared.")
+    reference_rows: int = Field(1000, ge=10, le=100_000, description="Reference sample size.")
+    min_rows: int = Field(30, ge=10, le=10_000, description="Smallest window worth testing.")
+    embedding_auc_threshold: float = Field(
+        0.55, gt=0.5, lt=1.0, description="Domain-classifier ROC AUC above which embeddings drift."
+    )
+    p_value: float = Field(
+        0.05, gt=0.0, lt=0.5, description="K-S p-value below which a descriptor drifts."
+    )
+    drifted_share: float = Field(
+        0.5, gt=0.0, le=1.0, description="Share of drifted descriptors that makes dataset drift."
+    )
+    seed: int = Field(0, description="Seed of the reference sample.")
+    experiment: str = Field("llmops-monitoring", description="MLflow experiment of monitor runs.")
+
+
+class WatchConfig(FlowConfig):
+    """Where new data lands and where the watcher remembers what it has seen."""
+
+    profile_dir: ClassVar[str] = "watch"
+
+    landing: str = Field("data/landing", description="Folder or s3:// prefix to watch.")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options (endpoint); credentials from env."
+    )
+    state_file: str = Field(
+        "",
+        description="JSON file of announced files, path -> ETag or content hash "
+        "('' = <store>/watch/seen.json).",
+    )
+
+    def state_file_url(self) -> str:
+        """Where the watcher remembers what it announced."""
+        return self.state_file or store.join(self.store_url(), "watch", "seen.json")
+
+
+def _stage_configs() -> dict[str, type[FlowConfig]]:
+    """The training pipeline's stages and their configs, in run order."""
+    return {
+        "prepare": PrepareConfig,
+        "finetune": FinetuneConfig,
+        "evaluate": EvaluateConfig,
+        "promote": PromoteConfig,
+    }
