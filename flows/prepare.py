@@ -5,6 +5,7 @@ decontaminate -> save a versioned dataset.
 """
 
 import json
+from dataclasses import asdict
 
 from prefect import flow
 
@@ -39,9 +40,10 @@ def prepare(config: PrepareConfig) -> DatasetRef:
         return existing
     valid, quarantined = validate_records(records, contract, ingest_rejected)
     redacted, pii_dropped, pii_counts = redact_pii(valid, config.pii_mode)
-    unique, duplicates = remove_duplicates(redacted, config.minhash())
+    rules = contract.deduplication
+    unique, duplicates, conflicts = remove_duplicates(redacted, rules, config.minhash())
     train, eval_, contaminated = split_dataset(
-        unique, config.eval_fraction, config.seed, config.minhash()
+        unique, config.eval_fraction, config.seed, rules.decontamination_key, config.minhash()
     )
     rejected = quarantined + pii_dropped + duplicates + contaminated
     pii_records = int(redacted["pii"].sum()) if "pii" in redacted else 0
@@ -53,8 +55,10 @@ def prepare(config: PrepareConfig) -> DatasetRef:
             rejected,
             pii_counts,
             pii_records,
+            len(conflicts),
         ),
         "contract": {"name": contract.name, "path": config.contract},
+        "deduplication": {**asdict(rules), "conflicts": conflicts},
         "config": json.loads(config.recipe()),
         "sources": files,
     }

@@ -11,8 +11,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from llmops import store
 from llmops.data import ingest
-from llmops.data.contracts import Contract, failing_rows
-from llmops.data.dedup import MinHashSettings
+from llmops.data.contracts import Contract, Deduplication, failing_rows
+from llmops.data.dedup import DedupKey, MinHashSettings
 from llmops.data.errors import DataContractError
 from llmops.data.prepare import (
     as_records,
@@ -109,19 +109,39 @@ def redact_pii(records: pd.DataFrame, mode: str) -> tuple[pd.DataFrame, list[dic
 
 @task
 def remove_duplicates(
-    records: pd.DataFrame, settings: MinHashSettings
-) -> tuple[pd.DataFrame, list[dict]]:
-    """Drop exact and MinHash near duplicates of the prompt (the customer's question)."""
-    return deduplicate(records, "prompt", settings)
+    records: pd.DataFrame, rules: Deduplication, settings: MinHashSettings
+) -> tuple[pd.DataFrame, list[dict], list[dict]]:
+    """Drop exact and MinHash near duplicates of the contract's key; list (or drop, as the
+    contract says) conflicting answers; returns (kept, rejected, conflicting answers)."""
+    kept, rejected, conflicts = deduplicate(records, rules, settings)
+    reasons = Counter(r["reason"] for r in rejected)
+    create_markdown_artifact(
+        f"# Deduplication on the `{rules.key}` key\n\n{len(kept)} of {len(records)} records "
+        f"kept: {reasons['exact_duplicate']} exact and {reasons['near_duplicate']} near "
+        f"duplicates dropped; {len(conflicts)} conflicting answers (another answer to a prompt "
+        f"already answered), {reasons['conflicting_answer']} of them dropped "
+        f"(`conflicting_answers: {rules.conflicting_answers}`). Decontamination keys on the "
+        f"`{rules.decontamination_key}`.",
+        key="data-deduplication",
+        description="Deduplication and conflicting answers",
+    )
+    if conflicts:
+        create_table_artifact(
+            conflicts[:200],
+            key="dataset-conflicting-answers",
+            description="Conflicting answers to review (first 200)",
+        )
+    return kept, rejected, conflicts
 
 
 @task
 def split_dataset(
-    records: pd.DataFrame, eval_fraction: float, seed: int, settings: MinHashSettings
+    records: pd.DataFrame, eval_fraction: float, seed: int, key: DedupKey, settings: MinHashSettings
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
-    """Seeded train/eval split, then drop train records that near-duplicate an eval record."""
+    """Seeded train/eval split, then drop train records whose `key` near-duplicates an eval
+    record's."""
     train, eval_ = split_records(records, eval_fraction, seed)
-    train, contaminated = decontaminate(train, eval_, "prompt", settings)
+    train, contaminated = decontaminate(train, eval_, key, settings)
     return train, eval_, contaminated
 
 

@@ -3,22 +3,37 @@ once over the whole batch, with every failing row quarantined under its expectat
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import pandas as pd
 import yaml
 
-CONTRACT_KEYS = {"name", "max_failed_fraction", "expectations"}
+from llmops.data.dedup import DedupKey
+
+CONTRACT_KEYS = {"name", "max_failed_fraction", "expectations", "deduplication"}
+ConflictPolicy = Literal["keep", "drop"]
+
+
+@dataclass(frozen=True)
+class Deduplication:
+    """What makes two records duplicates, and what happens to another answer to a prompt."""
+
+    key: DedupKey = "example"  # the text compared for exact and near duplicates
+    decontamination_key: DedupKey = "prompt"  # the text an eval record must not share with train
+    conflicting_answers: ConflictPolicy = "keep"  # records answering a prompt differently
 
 
 @dataclass(frozen=True)
 class Contract:
-    """A parsed contract: GX expectation dicts plus the human reason for each."""
+    """A parsed contract: GX expectation dicts plus the human reason for each, and the rules
+    of deduplication."""
 
     name: str
     max_failed_fraction: float
     expectations: tuple[dict, ...]
     reasons: tuple[str, ...]
     text: str  # the file's bytes as text, part of the dataset id
+    deduplication: Deduplication = Deduplication()
 
 
 def load_contract(path: str) -> Contract:
@@ -35,9 +50,36 @@ def load_contract(path: str) -> Contract:
         expectations=tuple({"type": s["type"], "kwargs": s.get("kwargs", {})} for s in specs),
         reasons=tuple(s.get("reason") or s["type"] for s in specs),
         text=text,
+        deduplication=parse_deduplication(data.get("deduplication") or {}, path),
     )
     build_suite(contract)  # fails fast on an unknown expectation type or argument
     return contract
+
+
+def parse_deduplication(section: dict, path: str) -> Deduplication:
+    """The contract's `deduplication:` section; unknown keys or values are errors now."""
+    allowed = {
+        "key": get_args(DedupKey),
+        "decontamination_key": get_args(DedupKey),
+        "conflicting_answers": get_args(ConflictPolicy),
+    }
+    unknown = set(section) - set(allowed)
+    if unknown:
+        raise ValueError(f"contract {path}: unknown deduplication keys {sorted(unknown)}")
+    for name, value in section.items():
+        if value not in allowed[name]:
+            raise ValueError(
+                f"contract {path}: deduplication.{name} is {value!r}, expected one of "
+                f"{list(allowed[name])}"
+            )
+    rules = Deduplication(**section)
+    if rules.key == "prompt" and rules.conflicting_answers == "keep":
+        # Keying on the prompt keeps one record per prompt, so another answer cannot stay.
+        raise ValueError(
+            f"contract {path}: deduplication.key prompt keeps one answer per prompt; "
+            "set conflicting_answers: drop (or key: example to keep them)"
+        )
+    return rules
 
 
 def build_suite(contract: Contract):

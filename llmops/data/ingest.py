@@ -1,8 +1,11 @@
 """Read JSONL, JSON, CSV and Parquet from local paths, globs or s3:// URLs (fsspec), and
 normalize instruction and chat records to one flat form for validation.
 
-A line or item that cannot be decoded or parsed is not an exception: it becomes a rejected
-record with its location, so nothing is lost and nothing crashes the run.
+A line, item or row that cannot be decoded or parsed is not an exception: it becomes a rejected
+record with its location, so nothing is lost and nothing crashes the run. A file whose bytes
+hold no records at all (empty, binary, a broken Parquet file) becomes one rejected entry named
+after the file. Only a file that cannot be read (no permission, a FIFO, a dangling link) stops
+the run, with a one-line SourceUnreadableError: its records cannot even be counted.
 """
 
 import csv
@@ -12,10 +15,12 @@ from typing import Any
 
 import fsspec
 import pandas as pd
+import pyarrow as pa
 
 from llmops.data.errors import SourceUnreadableError
 
 FORMATS = (".jsonl", ".json", ".csv", ".parquet")
+TEXT_FORMATS = (".jsonl", ".json", ".csv")
 
 
 def expand_sources(sources: list[str], storage_options: dict[str, Any]) -> list[str]:
@@ -40,23 +45,38 @@ def expand_sources(sources: list[str], storage_options: dict[str, Any]) -> list[
 
 def read_file(url: str, storage_options: dict[str, Any]) -> tuple[list[dict], list[dict]]:
     """Parse one file into (items, rejected); an item is {"source": "file:line", "raw": dict}."""
-    try:
-        with fsspec.open(url, "rb", **storage_options) as handle:
-            data = handle.read()
-    except (OSError, PermissionError) as error:
-        raise SourceUnreadableError(f"cannot read {url}: {error}") from error
+    if not url.endswith(FORMATS):
+        raise SourceUnreadableError(f"unknown format: {url} (expected {', '.join(FORMATS)})")
+    data = read_bytes(url, storage_options)
     name = url.rsplit("/", 1)[-1]
+    if not data:
+        return [], [_reject(name, "empty file (0 bytes)")]
+    # No JSON or CSV text holds a NUL byte; without this a binary file would be split on its
+    # newline bytes into thousands of undecodable "records".
+    if url.endswith(TEXT_FORMATS) and b"\0" in data:
+        return [], [_reject(name, "binary file, not text")]
     if url.endswith(".jsonl"):
         return _read_jsonl(name, data)
     if url.endswith(".json"):
         return _read_json_array(name, data)
     if url.endswith(".csv"):
         return _read_csv(name, data)
-    if url.endswith(".parquet"):
-        frame = pd.read_parquet(io.BytesIO(data))
-        rows = frame.to_dict(orient="records")
-        return [{"source": f"{name}:{i + 1}", "raw": row} for i, row in enumerate(rows)], []
-    raise SourceUnreadableError(f"unknown format: {url} (expected {', '.join(FORMATS)})")
+    return _read_parquet(name, data)
+
+
+def read_bytes(url: str, storage_options: dict[str, Any]) -> bytes:
+    """The file's bytes; a one-line SourceUnreadableError when it cannot be read."""
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **storage_options)
+        # Opening a FIFO blocks until something writes to it, and a device may never end.
+        if fs.info(path)["type"] != "file":
+            raise SourceUnreadableError(
+                f"cannot read {url}: not a regular file (a FIFO, socket or device)"
+            )
+        with fs.open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise SourceUnreadableError(f"cannot read {url}: {error}") from error
 
 
 def _reject(source: str, reason: str) -> dict:
@@ -78,6 +98,9 @@ def _read_jsonl(name: str, data: bytes) -> tuple[list[dict], list[dict]]:
         except json.JSONDecodeError as error:
             rejected.append(_reject(source, f"invalid JSON: {error.msg}"))
             continue
+        except RecursionError:
+            rejected.append(_reject(source, "invalid JSON: nested too deeply"))
+            continue
         if isinstance(raw, dict):
             items.append({"source": source, "raw": raw})
         else:
@@ -88,8 +111,8 @@ def _read_jsonl(name: str, data: bytes) -> tuple[list[dict], list[dict]]:
 def _read_json_array(name: str, data: bytes) -> tuple[list[dict], list[dict]]:
     try:
         parsed = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        return [], [_reject(f"{name}:1", f"invalid JSON document: {error}")]
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        return [], [_reject(name, f"invalid JSON document: {error}")]
     rows = parsed if isinstance(parsed, list) else [parsed]
     items, rejected = [], []
     for number, raw in enumerate(rows, start=1):
@@ -105,18 +128,46 @@ def _read_csv(name: str, data: bytes) -> tuple[list[dict], list[dict]]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return [], [_reject(f"{name}:1", "undecodable: not valid UTF-8")]
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    # Row numbers, not physical lines: quoted fields may span lines.
-    return [{"source": f"{name}:row{i}", "raw": row} for i, row in enumerate(reader, 1)], []
+        return [], [_reject(name, "undecodable: not valid UTF-8")]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    items, rejected = [], []
+    header: list[str] | None = None
+    number = 0  # rows, not physical lines: quoted fields may span lines; blank rows skipped
+    try:
+        for row in reader:
+            if not row:
+                continue
+            if header is None:
+                header = row
+                continue
+            number += 1
+            source = f"{name}:row{number}"
+            if len(row) == len(header):
+                items.append({"source": source, "raw": dict(zip(header, row, strict=True))})
+            else:
+                reason = f"ragged CSV row: {len(row)} fields, the header has {len(header)}"
+                rejected.append(_reject(source, reason))
+    except csv.Error as error:  # e.g. a field over csv's size limit: the rest cannot be split
+        rejected.append(_reject(f"{name}:row{number + 1}", f"unreadable CSV from here: {error}"))
+    return items, rejected
+
+
+def _read_parquet(name: str, data: bytes) -> tuple[list[dict], list[dict]]:
+    try:
+        frame = pd.read_parquet(io.BytesIO(data))
+    except (pa.ArrowException, OSError) as error:  # truncated or corrupt
+        return [], [_reject(name, f"unreadable Parquet: {str(error).splitlines()[0]}")]
+    rows = frame.to_dict(orient="records")
+    return [{"source": f"{name}:{i + 1}", "raw": row} for i, row in enumerate(rows)], []
 
 
 def flatten(items: list[dict]) -> pd.DataFrame:
     """One row per item with the columns the data contract speaks about.
 
     prompt/response are the last user turn and the final assistant turn; `roles` is the role
-    sequence ("system,user,assistant") so a contract can check the order; *_is_text flags
-    values that are not strings (a number where text belongs).
+    sequence ("system,user,assistant") so a contract can check the order; `all_text` flags
+    values that are not strings (a number where text belongs); `characters` is the length of
+    all text in the record, so a contract can bound every turn and the system message too.
     """
     rows = []
     for position, item in enumerate(items):
@@ -139,7 +190,8 @@ def flatten(items: list[dict]) -> pd.DataFrame:
                 "roles": ",".join(str(m.get("role")) for m in messages),
                 "prompt": prompt if isinstance(prompt, str) else None,
                 "response": assistant if isinstance(assistant, str) else None,
-                "all_text": all(isinstance(m.get("content"), str) for m in messages),
+                "all_text": all(_is_text(m) for m in messages),
+                "characters": sum(len(m["content"]) for m in messages if _is_text(m)),
             }
         )
     return pd.DataFrame(
@@ -153,8 +205,13 @@ def flatten(items: list[dict]) -> pd.DataFrame:
             "prompt",
             "response",
             "all_text",
+            "characters",
         ],
     )
+
+
+def _is_text(message: dict) -> bool:
+    return isinstance(message.get("content"), str)
 
 
 def _messages_of(raw: dict) -> list[dict]:

@@ -1,7 +1,8 @@
 """The pure core of data preparation: from flattened records to clean splits + rejected rows.
 
 Every input record ends in exactly one place: the train or eval split, or `rejected` with a
-reason (quarantined, exact_duplicate, near_duplicate, contaminated), so the counts add up.
+reason (quarantined, exact_duplicate, near_duplicate, conflicting_answer, contaminated), so the
+counts add up.
 """
 
 import hashlib
@@ -11,9 +12,21 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from llmops.data.dedup import MinHashSettings, cross_matches, exact_duplicates, near_duplicates
+from llmops.data.contracts import Deduplication
+from llmops.data.dedup import (
+    DedupKey,
+    MinHashSettings,
+    conflicting_answers,
+    cross_matches,
+    exact_duplicates,
+    key_text,
+    near_duplicates,
+    normalize,
+    normalized_prompt,
+    record_key,
+)
 from llmops.data.pii import redact
-from llmops.records import RECORD_COLUMNS
+from llmops.records import RECORD_COLUMNS, reference_response
 
 
 @dataclass
@@ -56,46 +69,66 @@ def redact_records(frame: pd.DataFrame, mode: str) -> tuple[pd.DataFrame, list[d
 
 
 def deduplicate(
-    frame: pd.DataFrame, text_column: str, settings: MinHashSettings
-) -> tuple[pd.DataFrame, list[dict]]:
-    """Drop exact, then near duplicates of `text_column`; rejections name what they duplicate."""
-    texts = frame[text_column].tolist()
+    frame: pd.DataFrame, rules: Deduplication, settings: MinHashSettings
+) -> tuple[pd.DataFrame, list[dict], list[dict]]:
+    """Drop exact, then near duplicates of the contract's key, then find conflicting answers:
+    records that answer an already answered prompt differently. Those stay unless the contract
+    drops them. Returns (kept, rejected, conflicts); a rejection names the record it repeats."""
+    messages = frame["messages"].tolist()
+    keys = [record_key(m, rules.key) for m in messages]
+    answers = [normalize(reference_response(m)) for m in messages]
+    fate: dict[int, tuple[str, int]] = {}  # position -> (reason, position of the first record)
+    for i, j in exact_duplicates([key_text(k) for k in keys]).items():
+        # Under the prompt key an identical key can carry another answer: that is no copy.
+        fate[i] = ("exact_duplicate" if answers[i] == answers[j] else "conflicting_answer", j)
+    rest = [i for i in range(len(keys)) if i not in fate]
+    for a, b in near_duplicates([keys[i] for i in rest], settings).items():
+        fate[rest[a]] = ("near_duplicate", rest[b])
+    rest = [i for i in rest if i not in fate]
+    prompts = [normalized_prompt(messages[i]) for i in rest]
+    conflicting = conflicting_answers(prompts, [answers[i] for i in rest])
+    conflicts = {rest[a]: rest[b] for a, b in conflicting.items()}
+    conflicts |= {i: j for i, (reason, j) in fate.items() if reason == "conflicting_answer"}
+    if rules.conflicting_answers == "drop":
+        fate |= {i: ("conflicting_answer", j) for i, j in conflicts.items()}
+    rows = list(frame.itertuples())
     ids = frame["record_id"].tolist()
-    exact = exact_duplicates(texts)
     rejected = [
-        _rejection(row, "exact_duplicate", duplicate_of=ids[exact[i]])
-        for i, row in enumerate(frame.itertuples())
-        if i in exact
+        _rejection(rows[i], reason, **{_RELATION[reason]: ids[j]})
+        for i, (reason, j) in sorted(fate.items())
     ]
-    kept = frame[[i not in exact for i in range(len(frame))]]
-    near = near_duplicates(kept[text_column].tolist(), settings)
-    kept_ids = kept["record_id"].tolist()
-    rejected += [
-        _rejection(row, "near_duplicate", duplicate_of=kept_ids[near[i]])
-        for i, row in enumerate(kept.itertuples())
-        if i in near
+    listed = [
+        {"record_id": ids[i], "source": rows[i].source, "conflicts_with": ids[j]}
+        for i, j in sorted(conflicts.items())
     ]
-    return kept[[i not in near for i in range(len(kept))]], rejected
+    return frame[[i not in fate for i in range(len(frame))]], rejected, listed
 
 
 def split_records(
     frame: pd.DataFrame, eval_fraction: float, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Deterministic split by a seeded hash of record_id: stable under re-runs and additions."""
+    """Deterministic split by a seeded hash of each record's prompt: stable under re-runs and
+    additions, and records that share a prompt (two answers to one question) fall on the same
+    side, so keeping both never makes one of them contaminated."""
 
-    def bucket(record_id: str) -> float:
-        digest = hashlib.sha256(f"{seed}:{record_id}".encode()).digest()
+    def bucket(messages: list[dict]) -> float:
+        digest = hashlib.sha256(f"{seed}:{normalized_prompt(messages)}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64
 
-    is_eval = frame["record_id"].map(bucket) < eval_fraction
+    is_eval = frame["messages"].map(bucket) < eval_fraction
     return frame[~is_eval], frame[is_eval]
 
 
 def decontaminate(
-    train: pd.DataFrame, eval_: pd.DataFrame, text_column: str, settings: MinHashSettings
+    train: pd.DataFrame, eval_: pd.DataFrame, key: DedupKey, settings: MinHashSettings
 ) -> tuple[pd.DataFrame, list[dict]]:
-    """Drop train records that near-duplicate an eval record (the eval side stays held out)."""
-    hits = cross_matches(train[text_column].tolist(), eval_[text_column].tolist(), settings)
+    """Drop train records whose `key` near-duplicates an eval record's (the eval side stays
+    held out); with the prompt key a held-out question leaves train whatever its answer."""
+    hits = cross_matches(
+        [record_key(m, key) for m in train["messages"]],
+        [record_key(m, key) for m in eval_["messages"]],
+        settings,
+    )
     eval_ids = eval_["record_id"].tolist()
     rejected = [
         _rejection(row, "contaminated", duplicate_of=eval_ids[hits[i]])
@@ -105,21 +138,31 @@ def decontaminate(
     return train[[i not in hits for i in range(len(train))]], rejected
 
 
-def _rejection(
-    row, reason: str, detail: str | None = None, duplicate_of: str | None = None
-) -> dict:
+# The field of a rejection that names the record it repeats or contradicts.
+_RELATION = {
+    "exact_duplicate": "duplicate_of",
+    "near_duplicate": "duplicate_of",
+    "conflicting_answer": "conflicts_with",
+}
+
+
+def _rejection(row, reason: str, detail: str | None = None, **related: str) -> dict:
     entry = {"record_id": row.record_id, "source": row.source, "reason": reason}
     if detail:
         entry["detail"] = detail
-    if duplicate_of is not None:
-        entry["duplicate_of"] = duplicate_of
-    return entry
+    return entry | related
 
 
 def count_outcomes(
-    total: int, accepted: int, rejected: list[dict], pii: Counter, pii_records: int
+    total: int,
+    accepted: int,
+    rejected: list[dict],
+    pii: Counter,
+    pii_records: int,
+    conflicts_found: int = 0,
 ) -> dict[str, int]:
-    """The manifest's counts; `total` always equals accepted + every rejection reason."""
+    """The manifest's counts; `total` always equals accepted + every rejection reason.
+    `conflicts_found` counts conflicting answers, kept or dropped (dropped is a reason)."""
     by_reason = Counter(r["reason"] for r in rejected)
     counts = {
         "total": total,
@@ -127,7 +170,9 @@ def count_outcomes(
         "quarantined": by_reason["quarantined"],
         "exact_duplicates": by_reason["exact_duplicate"],
         "near_duplicates": by_reason["near_duplicate"],
+        "conflicting_answers_dropped": by_reason["conflicting_answer"],
         "contaminated": by_reason["contaminated"],
+        "conflicting_answers": conflicts_found,
         "pii_redacted": pii_records,
         **{f"pii_{kind.lower()}": n for kind, n in sorted(pii.items())},
     }
