@@ -19,6 +19,8 @@ demo: $(STAMP)
 	$(VENV)/bin/llmops run --profile cpu
 
 test: $(STAMP)
+	# Chromium for the Prefect UI test: installed where missing (root on Debian), else a warning.
+	.ci/ensure-chromium
 	$(VENV)/bin/python -m pytest
 
 lint: $(STAMP)

@@ -4,7 +4,8 @@
 
 Text descriptors with K-S tests and embedding drift on all-MiniLM sentence embeddings; the
 report goes to <home>/monitoring/ (HTML + JSON), MLflow and a Prefect artifact. Drift emits
-`llmops.drift.detected`; the run itself succeeds either way.
+`llmops.drift.detected`; the run itself succeeds either way. First it deletes inference data
+older than `retention_days` (and raw text past its keep-until date), counted in an artifact.
 """
 
 from typing import Any
@@ -22,6 +23,8 @@ from tasks.monitoring import (
     load_reference_window,
     load_traffic_window,
     publish_drift_finding,
+    publish_retention,
+    purge_expired_traffic,
     resolve_reference_dataset,
     save_drift_report,
     save_monitoring_run,
@@ -33,6 +36,9 @@ from tasks.monitoring import (
 @flow(name="monitor", log_prints=True)
 def monitor(config: MonitorConfig) -> dict[str, Any]:
     """Load both windows, run the Evidently report, record and announce the finding."""
+    # First, so expired traffic is gone even when the drift check below finds too little left.
+    purged = purge_expired_traffic(config.inference_log_url(), config.retention_days)
+    publish_retention(purged, config.retention_days)
     thresholds = DriftThresholds(
         config.embedding_auc_threshold, config.p_value, config.drifted_share
     )
@@ -53,4 +59,4 @@ def monitor(config: MonitorConfig) -> dict[str, Any]:
     )
     publish_drift_finding(decision, scores, summary, report_paths[0], run_id)
     emitted = emit_drift_event(decision, config.registered_model, run_id, report_paths[0])
-    return drift_result(decision, run_id, report_paths, emitted)
+    return drift_result(decision, run_id, report_paths, emitted, purged)

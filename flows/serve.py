@@ -3,7 +3,7 @@
     LLMOPS_API_KEY=... llmops serve --profile cpu --port 8000
 
 Loads base model + adapter behind the alias, swaps to a new version when the alias moves, logs
-every request to the inference log and takes human feedback at /v1/feedback.
+every request to the inference log (PII redacted) and takes human feedback at /v1/feedback.
 """
 
 import logging
@@ -15,6 +15,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
+from pydantic import SecretStr
 
 from llmops.flow_configs import ServeConfig
 from llmops.serving.app import ServerSettings, create_app
@@ -23,16 +24,18 @@ from llmops.serving.store import InferenceStore
 from tasks.feedback import emit_feedback_event
 
 
-@task(cache_policy=NO_CACHE)
-def load_api_key(require: bool, env_var: str, secret_block: str | None) -> str | None:
-    """The API key from the Secret block or the environment; None when keys are switched off."""
+# NO_CACHE and no persisted result: the key must never be written into Prefect's storage.
+@task(cache_policy=NO_CACHE, persist_result=False)
+def load_api_key(require: bool, env_var: str, secret_block: str | None) -> SecretStr | None:
+    """The API key from the Secret block or the environment (masked in every repr and log);
+    None when keys are switched off."""
     if not require:
         return None
     key = Secret.load(secret_block).get() if secret_block else os.environ.get(env_var)
     if not key:
         where = f"Prefect Secret block {secret_block!r}" if secret_block else f"${env_var}"
         raise ValueError(f"no API key in {where}; set it, or set require_api_key: false")
-    return key
+    return SecretStr(key)
 
 
 @task(cache_policy=NO_CACHE)
@@ -44,11 +47,13 @@ def load_served_model(registered_model: str, alias: str, refresh_seconds: float)
 @task(cache_policy=NO_CACHE)
 def publish_endpoint(config: ServeConfig, slot: ModelSlot, inference_log: str) -> None:
     """A markdown artifact saying what is served where (no secrets in it)."""
+    days = config.raw_text_retention_days
+    raw_text = f"raw text kept {days} days under `raw/`" if days else "no raw text kept"
     create_markdown_artifact(
         f"## Serving `{slot.model_name}` version {slot.version} (alias `{slot.alias}`)\n\n"
         f"- OpenAI base URL: `http://{config.host}:{config.port}/v1`\n"
         f"- API key required: {config.require_api_key}\n"
-        f"- Inference log: `{inference_log}`\n"
+        f"- Inference log: `{inference_log}` (PII redacted; {raw_text})\n"
         f"- Batching: up to {config.max_batch} requests, {config.batch_window_ms} ms window\n",
         key="serving-endpoint",
         description="The model version this server answers with",
@@ -57,7 +62,7 @@ def publish_endpoint(config: ServeConfig, slot: ModelSlot, inference_log: str) -
 
 @task(cache_policy=NO_CACHE)
 def run_server(
-    config: ServeConfig, slot: ModelSlot, api_key: str | None, inference_log: str
+    config: ServeConfig, slot: ModelSlot, api_key: SecretStr | None, inference_log: str
 ) -> None:
     """Run uvicorn with the app until the process is told to stop."""
     settings = ServerSettings(
@@ -71,7 +76,8 @@ def run_server(
         log_prompts=config.log_prompts,
     )
     on_feedback = partial(emit_feedback_event, model_name=slot.model_name)
-    app = create_app(settings, slot, InferenceStore(inference_log), on_feedback)
+    store = InferenceStore(inference_log, config.raw_text_retention_days)
+    app = create_app(settings, slot, store, on_feedback)
     logging.getLogger("llmops.serving").setLevel(logging.INFO)
     # access_log off: uvicorn's access lines are ours already, with ids instead of client IPs.
     uvicorn.run(app, host=config.host, port=config.port, access_log=False, log_level="info")

@@ -304,7 +304,16 @@ class ServeConfig(InferenceLogConfig):
     refresh_seconds: float = Field(
         5.0, ge=0.0, le=3600.0, description="How often the alias is checked for a new version."
     )
-    log_prompts: bool = Field(False, description="Write full prompts to the server log.")
+    log_prompts: bool = Field(
+        False, description="Write prompts to the server log (PII-redacted, like the inference log)."
+    )
+    raw_text_retention_days: int = Field(
+        0,
+        ge=0,
+        le=90,
+        description="Also keep unredacted requests and feedback under <inference_log>/raw/ for "
+        "this many days (0 = never written; the monitor flow deletes them when due).",
+    )
 
     @model_validator(mode="after")
     def _default_within_limit(self) -> "ServeConfig":
@@ -336,6 +345,13 @@ class MonitorConfig(InferenceLogConfig):
     )
     seed: int = Field(0, description="Seed of the reference sample.")
     experiment: str = Field("llmops-monitoring", description="MLflow experiment of monitor runs.")
+    retention_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="Delete inference log and feedback parts older than this many days (raw "
+        "parts go at the keep-until date the server gave them).",
+    )
 
 
 class WatchConfig(FlowConfig):

@@ -2,6 +2,7 @@
 
 import posixpath
 import tempfile
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from llmops.monitoring.drift import (
 from llmops.monitoring.embeddings import embed_texts
 from llmops.outputs import DatasetRef
 from llmops.records import prompt_messages, reference_response
-from llmops.serving.store import InferenceStore
+from llmops.serving.store import InferenceStore, Purged
 from llmops.tracking import ensure_experiment
 from tasks.policy import STORE_RETRIES
 
@@ -73,6 +74,32 @@ def load_reference_window(dataset: DatasetRef, max_rows: int, seed: int) -> pd.D
             "prompt": [_last_user_turn(prompt_messages(list(m))) for m in records["messages"]],
             "response": [reference_response(list(m)) for m in records["messages"]],
         }
+    )
+
+
+@task(**STORE_RETRIES)
+def purge_expired_traffic(inference_log: str, retention_days: int) -> dict[str, Purged]:
+    """Delete inference log and feedback parts older than `retention_days`, and raw-text parts
+    past the keep-until date the server gave them; what went, by area."""
+    today = datetime.now(UTC).date()
+    return InferenceStore(inference_log).purge_expired(retention_days, today)
+
+
+@task
+def publish_retention(purged: dict[str, Purged], retention_days: int) -> None:
+    """A markdown artifact counting the parts and records the retention pass deleted."""
+    lines = [
+        f"## Retention: {sum(p.records for p in purged.values())} records deleted",
+        "",
+        f"Inference log and feedback are kept {retention_days} days; raw text until the "
+        "keep-until date the server gave it.",
+        "",
+        "| area | parts deleted | records deleted |",
+        "|---|---|---|",
+        *(f"| {area} | {p.parts} | {p.records} |" for area, p in purged.items()),
+    ]
+    create_markdown_artifact(
+        "\n".join(lines), key="inference-retention", description="Expired inference data deleted"
     )
 
 
@@ -207,7 +234,11 @@ def emit_drift_event(
 
 
 def drift_result(
-    decision: DriftDecision, run_id: str, report_paths: tuple[str, str], emitted: bool
+    decision: DriftDecision,
+    run_id: str,
+    report_paths: tuple[str, str],
+    emitted: bool,
+    purged: dict[str, Purged],
 ) -> dict[str, Any]:
     """What the monitor flow returns."""
     return {
@@ -219,6 +250,7 @@ def drift_result(
         "report_html": report_paths[0],
         "report_json": report_paths[1],
         "event_emitted": emitted,
+        "retention": {area: asdict(p) for area, p in purged.items()},
     }
 
 

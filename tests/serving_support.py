@@ -1,4 +1,4 @@
-"""A tiny model that says something, shared by the generation and serving tests.
+"""Tiny models that say something, shared by the generation and serving tests.
 
 The tiny random base only ever emits newlines (an empty answer after stripping); a perturbed
 LoRA adapter merged into it gives non-empty, prompt-dependent text, so streamed pieces and
@@ -20,3 +20,16 @@ def talking_tiny_model(workdir: Path) -> tuple[PreTrainedModel, PreTrainedTokeni
     adapter, base = make_tiny_adapter(workdir / "talking-adapter", seed=0, scale=1.0)
     model = PeftModel.from_pretrained(load_model(base, torch.device("cpu")), str(adapter))
     return model.merge_and_unload().eval(), load_tokenizer(base)
+
+
+def register_talking_champion(model_name: str, workdir: Path, seed: int, scale: float) -> str:
+    """Register a perturbed tiny adapter in the current MLflow registry and make it `champion`;
+    returns its version."""
+    from llmops.model.registry import register_adapter, set_alias
+
+    adapter, base = make_tiny_adapter(workdir / f"adapter-{seed}", seed=seed, scale=scale)
+    version = register_adapter(
+        model_name, str(adapter), base.ref, base.sha256, None, {"seed": str(seed)}
+    )
+    set_alias(model_name, "champion", version)
+    return version

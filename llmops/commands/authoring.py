@@ -50,11 +50,17 @@ def run_flow_command(
 ) -> None:
     """Run flows/NAME.py's flow here (ephemeral Prefect) with profiles/NAME/PROFILE.yaml and
     print what it returns. Made for flows scaffolded by `llmops new-flow`."""
+    # Imported here, not at the top, so `llmops --help` does not load Prefect.
+    from prefect import Flow
+
     try:
         module = importlib.import_module(f"flows.{name}")
+        flow_fn = getattr(module, name, None)
+        if not isinstance(flow_fn, Flow):
+            raise LookupError(f"flows/{name}.py has no flow function named {name!r}")
         config = flow_config_class(module).from_profile(profile)
     except (ModuleNotFoundError, LookupError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
-    result = run_flow(getattr(module, name), config)
+    result = run_flow(flow_fn, config)
     typer.echo(json.dumps(result, indent=2, default=str))

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,16 +26,25 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from starlette.routing import Match
 
 from llmops.serving.batching import (
     DynamicBatcher,
     GenerationRequest,
     GenerationResult,
-    PromptTooLongError,
+    PromptRejectedError,
 )
 from llmops.serving.champion import ModelSlot
-from llmops.serving.store import InferenceStore, utc_now
+from llmops.serving.store import InferenceStore, redact_text, utc_now
 
 log = logging.getLogger("llmops.serving")
 
@@ -44,7 +53,7 @@ log = logging.getLogger("llmops.serving")
 class ServerSettings:
     """What the app enforces; filled from ServeConfig by the serve flow."""
 
-    api_key: str | None
+    api_key: SecretStr | None
     max_body_bytes: int
     max_tokens_limit: int
     default_max_tokens: int
@@ -54,39 +63,65 @@ class ServerSettings:
     log_prompts: bool = False
 
 
+def _well_formed(text: str) -> str:
+    """JSON can carry lone UTF-16 surrogates (\\ud800); no tokenizer or log file takes them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError("must be valid Unicode text (a lone surrogate escape was sent)") from error
+    return text
+
+
+def _greedy_when_tiny(temperature: float) -> float:
+    """Sampling at a temperature this close to 0 overflows float32 logits (inf/nan) and is
+    greedy decoding in the limit anyway, so it decodes greedily."""
+    return 0.0 if temperature < 1e-3 else temperature
+
+
+Text = Annotated[str, AfterValidator(_well_formed)]
+Temperature = Annotated[float, Field(ge=0.0, le=2.0), AfterValidator(_greedy_when_tiny)]
+
+
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: Text
 
 
 class ChatCompletionRequest(BaseModel):
     # OpenAI clients send many optional knobs (top_p, n, ...); unknown ones are ignored.
     model_config = ConfigDict(extra="ignore")
-    model: str
+    model: Text
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    temperature: Temperature = 0.0
     stream: bool = False
     stream_options: dict[str, Any] | None = None
 
 
 class CompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    model: str
+    model: Text
     prompt: str | list[str]
     max_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    temperature: Temperature = 0.0
     stream: bool = False
     stream_options: dict[str, Any] | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_well_formed(cls, prompt: str | list[str]) -> str | list[str]:
+        for text in [prompt] if isinstance(prompt, str) else prompt:
+            _well_formed(text)
+        return prompt
 
 
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    request_id: str = Field(min_length=1, max_length=200)
+    request_id: Text = Field(min_length=1, max_length=200)
     rating: Literal["up", "down"] | None = Field(None, description="Thumbs up or down.")
     score: float | None = Field(None, ge=0.0, le=1.0, description="A score in [0, 1].")
-    corrected_answer: str | None = Field(None, min_length=1, max_length=20_000)
+    corrected_answer: Text | None = Field(None, min_length=1, max_length=20_000)
 
     @model_validator(mode="after")
     def _needs_a_rating(self) -> "FeedbackRequest":
@@ -176,7 +211,7 @@ def create_app(
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         # compare_digest: the time taken must not reveal how much of the key matched.
         ok = scheme.lower() == "bearer" and hmac.compare_digest(
-            given.encode(), settings.api_key.encode()
+            given.encode(), settings.api_key.get_secret_value().encode()
         )
         if not ok:
             raise HTTPException(401, "missing or wrong API key (Authorization: Bearer <key>)")
@@ -184,15 +219,28 @@ def create_app(
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Callable[..., Any]) -> Response:
         declared = request.headers.get("content-length")
+        if declared is not None and not declared.isdigit():
+            return _error(400, "Content-Length must be a number of bytes", "invalid_request_error")
         # Without a declared length (chunked upload) the body is read once and measured.
         size = int(declared) if declared is not None else len(await request.body())
         if size > settings.max_body_bytes:
             return _error(413, f"request body over {settings.max_body_bytes} bytes", "too_large")
         return await call_next(request)
 
+    @app.middleware("http")  # added last, so it wraps the body limit and sees its 413s too
+    async def count_requests(request: Request, call_next: Callable[..., Any]) -> Response:
+        response = await call_next(request)
+        metrics.requests.labels(_endpoint(app, request), str(response.status_code)).inc()
+        return response
+
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, error: HTTPException) -> JSONResponse:
-        kinds = {401: "authentication_error", 404: "not_found", 413: "too_large"}
+        kinds = {
+            401: "authentication_error",
+            404: "not_found",
+            413: "too_large",
+            500: "server_error",
+        }
         return _error(
             error.status_code,
             str(error.detail),
@@ -219,20 +267,18 @@ def create_app(
         started = time.perf_counter()
         try:
             result = await batcher.submit(request)
-        except PromptTooLongError as error:
-            metrics.requests.labels(request.endpoint, "413").inc()
-            raise HTTPException(413, str(error)) from error
+        except PromptRejectedError as error:
+            raise HTTPException(error.status, str(error)) from error
         except Exception as error:
             metrics.errors.labels(request.endpoint).inc()
-            metrics.requests.labels(request.endpoint, "500").inc()
             log.exception("request %s failed", request.request_id)
             raise HTTPException(500, f"generation failed (request {request.request_id})") from error
-        metrics.requests.labels(request.endpoint, "200").inc()
         metrics.latency.labels(request.endpoint).observe(time.perf_counter() - started)
         metrics.tokens.labels("prompt").inc(result.prompt_tokens)
         metrics.tokens.labels("completion").inc(result.completion_tokens)
-        # Operators see ids, sizes and timing; the prompt only when they opted in.
-        prompt = f" prompt={request.prompt!r}" if settings.log_prompts else ""
+        # Operators see ids, sizes and timing; the prompt only when they opted in, and redacted
+        # like the inference log, since a log file is text at rest too.
+        prompt = f" prompt={redact_text(request.prompt)!r}" if settings.log_prompts else ""
         log.info(
             "served %s v%s prompt_tokens=%d completion_tokens=%d latency_ms=%.0f%s",
             result.request_id,
@@ -388,7 +434,7 @@ def create_app(
         }
 
     @app.post("/v1/completions", dependencies=[Depends(require_key)])
-    async def complete(body: CompletionRequest) -> Any:
+    async def completions(body: CompletionRequest) -> Any:
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if len(prompts) != 1:
             raise HTTPException(422, "prompt: send exactly one prompt per request")
@@ -434,12 +480,22 @@ def create_app(
             "score": score,
             "correction": body.corrected_answer,
         }
-        await asyncio.to_thread(store.append_feedback, row)
+        stored = await asyncio.to_thread(store.append_feedback, row)
         if on_feedback is not None:
-            await asyncio.to_thread(on_feedback, row)
-        return {"object": "feedback", "stored": True, **row}
+            await asyncio.to_thread(on_feedback, stored)
+        return {"object": "feedback", "stored": True, **stored}
 
     return app
+
+
+def _endpoint(app: FastAPI, request: Request) -> str:
+    """The name of the route a request is for (chat, completions, feedback, ...): a bounded
+    metric label even for requests refused before routing or sent to made-up paths."""
+    for route in app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            return route.name
+    return "unknown"
 
 
 def _chat_choice(piece: str | None, reason: str | None) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from jinja2 import TemplateError
+
 from llmops.model.generation import TextSink
 from llmops.serving.champion import ModelSlot
 from llmops.serving.store import InferenceStore, utc_now
@@ -27,8 +29,16 @@ from llmops.serving.store import InferenceStore, utc_now
 log = logging.getLogger(__name__)
 
 
-class PromptTooLongError(ValueError):
+class PromptRejectedError(ValueError):
+    """A prompt this server will not answer; `status` is the HTTP status the caller gets."""
+
+    status = 422
+
+
+class PromptTooLongError(PromptRejectedError):
     """The rendered prompt has more tokens than the server accepts."""
+
+    status = 413
 
 
 @dataclass
@@ -108,7 +118,13 @@ class DynamicBatcher:
             if self.on_batch is not None:
                 self.on_batch(len(batch))
             live = [(r, f) for r, f in batch if not f.cancelled()]
-            outcomes = await loop.run_in_executor(self.executor, self._answer, [r for r, _ in live])
+            try:
+                outcomes = await loop.run_in_executor(
+                    self.executor, self._answer, [r for r, _ in live]
+                )
+            except Exception as error:  # e.g. an unwritable log: fail the batch, not the server
+                log.exception("batch of %d failed", len(live))
+                outcomes = [error] * len(live)
             for (_, future), outcome in zip(live, outcomes, strict=True):
                 if future.cancelled():
                     continue
@@ -126,17 +142,11 @@ class DynamicBatcher:
             log.exception("hot swap failed; still serving version %s", self.slot.version)
         groups: dict[tuple[int, float], list[tuple[int, str]]] = defaultdict(list)
         for index, request in enumerate(requests):
-            prompt = (
-                request.prompt
-                if isinstance(request.prompt, str)
-                else self.slot.render_chat(request.prompt)
-            )
-            n_tokens = self.slot.count_tokens(prompt)
-            if n_tokens > self.max_prompt_tokens:
-                outcomes[index] = PromptTooLongError(
-                    f"prompt has {n_tokens} tokens; this server accepts at most "
-                    f"{self.max_prompt_tokens}"
-                )
+            # Checked one by one: a bad prompt must fail alone, not the generate call it would join.
+            try:
+                prompt = self._render(request)
+            except PromptRejectedError as error:
+                outcomes[index] = error
                 continue
             groups[(request.max_tokens, request.temperature)].append((index, prompt))
         version = self.slot.version
@@ -168,6 +178,25 @@ class DynamicBatcher:
             if isinstance(outcome, GenerationResult)
         )
         return [outcomes[i] for i in range(len(requests))]
+
+    def _render(self, request: GenerationRequest) -> str:
+        """The prompt text the model continues; PromptRejectedError when it cannot be served."""
+        if isinstance(request.prompt, str):
+            prompt = request.prompt
+        else:
+            try:
+                prompt = self.slot.render_chat(request.prompt)
+            except TemplateError as error:  # templates raise on conversations they refuse
+                raise PromptRejectedError(f"messages: {error}") from error
+        n_tokens = self.slot.count_tokens(prompt)
+        if n_tokens == 0:
+            raise PromptRejectedError("prompt: empty; send at least one token of text")
+        if n_tokens > self.max_prompt_tokens:
+            raise PromptTooLongError(
+                f"prompt has {n_tokens} tokens; this server accepts at most "
+                f"{self.max_prompt_tokens}"
+            )
+        return prompt
 
 
 def _log_row(request: GenerationRequest, result: GenerationResult) -> dict[str, Any]:

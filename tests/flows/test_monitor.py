@@ -104,6 +104,7 @@ def test_monitor_same_distribution_reports_no_drift(
     assert run.data.metrics["traffic.feedback_rate"] == pytest.approx(1 / 80)
     finding = Artifact.get("drift-finding")
     assert finding is not None and "No drift" in finding.data
+    assert result["retention"]["requests"] == {"parts": 0, "records": 0}
 
 
 def test_monitor_shifted_traffic_reports_drift_and_emits_event(
@@ -130,6 +131,39 @@ def test_monitor_with_too_little_traffic_fails_clearly(
     log = _log_traffic(llmops_home, support_window(3, seed=2))
     with pytest.raises(ValueError, match="current window has 3 rows"):
         monitor(_config(llmops_home, dataset, log))
+
+
+def _old_part(root: Path, folder: str, request_ids: list[str]) -> Path:
+    """A part written long ago, as the server lays them out (the store only writes today's)."""
+    part = root / folder / "000000000000-0000aaaa.jsonl"
+    part.parent.mkdir(parents=True)
+    part.write_text("".join(json.dumps({"request_id": r}) + "\n" for r in request_ids))
+    return part
+
+
+def test_monitor_deletes_expired_traffic_first_and_counts_it(
+    prefect_harness: None, llmops_home: Path
+) -> None:
+    dataset = _write_reference(llmops_home, support_window(60, seed=1))
+    log = _log_traffic(llmops_home, support_window(3, seed=2))
+    inference = Path(log)
+    expired = [
+        _old_part(inference, "requests/2000-01-01", ["old-1", "old-2"]),
+        _old_part(inference, "feedback/2000-01-02", ["old-1"]),
+        _old_part(inference, "raw/requests/until-2000-01-08", ["old-1", "old-2"]),
+    ]
+    kept_raw = _old_part(inference, "raw/feedback/until-2999-01-01", ["new-1"])
+    # Too little traffic fails the drift check, but only after the retention pass.
+    with pytest.raises(ValueError, match="current window has 3 rows"):
+        monitor(_config(llmops_home, dataset, log))
+    assert not any(part.parent.exists() for part in expired)
+    assert kept_raw.exists()
+    assert len(InferenceStore(log).read_requests()) == 3  # today's traffic is within 30 days
+    finding = Artifact.get("inference-retention")
+    assert finding is not None
+    assert "## Retention: 5 records deleted" in finding.data
+    for row in ("| requests | 1 | 2 |", "| feedback | 1 | 1 |", "| raw | 1 | 2 |"):
+        assert row in finding.data
 
 
 def test_monitor_profiles_validate() -> None:

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from model_support import make_tiny_adapter
 from net_support import free_port
+from serving_support import register_talking_champion
 
 MODEL = "serve-test-assistant"
 KEY = "test-key-123"
@@ -31,17 +31,6 @@ class Server:
     base_url: str
     home: Path
     client: openai.OpenAI
-
-
-def _register(home: Path, seed: int, scale: float) -> str:
-    from llmops.model.registry import register_adapter, set_alias
-
-    adapter, base = make_tiny_adapter(home / f"adapter-{seed}", seed=seed, scale=scale)
-    version = register_adapter(
-        MODEL, str(adapter), base.ref, base.sha256, None, {"seed": str(seed)}
-    )
-    set_alias(MODEL, "champion", version)
-    return version
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> I
         mp.setenv("LLMOPS_HOME", env["LLMOPS_HOME"])
         mp.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
         # A perturbed adapter: the tiny base alone answers only whitespace (empty text).
-        _register(home, seed=0, scale=1.0)
+        register_talking_champion(MODEL, home, seed=0, scale=1.0)
         port = free_port()
         cmd = [sys.executable, "-m", "llmops.cli", "serve", "--profile", "tiny"]
         cmd += ["--port", str(port), "--registered-model", MODEL]
@@ -260,6 +249,105 @@ def test_inference_log_keeps_every_request(server: Server) -> None:
     assert logged["latency_ms"] > 0
 
 
+# Every kind of PII the redactor knows (llmops/data/pii.py), in the formats data/sample/PLANTED.md
+# plants them, with values of this test's own so that no other test's data can match a grep.
+PII = {
+    "EMAIL": ["mara.olsen@example.net"],
+    "PHONE": ["+1 (212) 555-0147", "020 7946 0321", "212-555-0175"],
+    "CREDIT_CARD": ["4012 8888 8888 1881", "5105-1051-0510-5100"],
+    "IP_ADDRESS": ["192.0.2.77"],
+    "IBAN": ["GB33 BUKB 2020 1555 5555 55", "NL91ABNA0417164300"],
+}
+
+
+def _pii_text(placeholders: bool) -> str:
+    """All the PII values in one sentence, or that sentence as it must be stored."""
+    return "; ".join(
+        f"my {kind.lower()} {f'[{kind}]' if placeholders else value}"
+        for kind, values in PII.items()
+        for value in values
+    )
+
+
+def _files_holding(roots: list[Path], needles: list[str]) -> dict[str, list[str]]:
+    """Every file under `roots` (databases and logs included, read as bytes) holding any of
+    `needles`: file -> the needles found."""
+    found = {}
+    for path in (p for root in roots for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        hits = [needle for needle in needles if needle.encode() in data]
+        if hits:
+            found[str(path)] = hits
+    return found
+
+
+def test_pii_and_the_key_never_rest_in_clear(server: Server) -> None:
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    from llmops.serving.store import InferenceStore
+
+    raw, redacted = _pii_text(placeholders=False), _pii_text(placeholders=True)
+    messages = [
+        {"role": "system", "content": f"Customer file: {raw}"},
+        {"role": "user", "content": "Please update it."},
+    ]
+    client = server.client
+    chat = client.chat.completions.create(model=MODEL, messages=messages)
+    completion = client.completions.create(model=MODEL, prompt=f"Update {raw}")
+    chat_stream = list(client.chat.completions.create(model=MODEL, messages=messages, stream=True))
+    text_stream = list(client.completions.create(model=MODEL, prompt=raw, stream=True))
+    ids = [chat.id, completion.id, chat_stream[0].id, text_stream[0].id]
+    for request_id in ids:
+        stored = client.post(
+            "/feedback",
+            body={"request_id": request_id, "rating": "down", "corrected_answer": f"Use {raw}"},
+            cast_to=httpx.Response,
+        ).json()
+        assert stored["correction"] == f"Use {redacted}"
+
+    # Placeholders where the values were, through every endpoint and the feedback store.
+    log = InferenceStore(str(server.home / "inference"))
+    requests = log.read_requests().set_index("request_id").loc[ids]
+    assert [m[0]["content"] for m in requests["messages"]] == [
+        f"Customer file: {redacted}",
+        f"Update {redacted}",
+        f"Customer file: {redacted}",
+        redacted,
+    ]
+    corrections = log.read_feedback().set_index("request_id").loc[ids, "correction"]
+    assert corrections.tolist() == [f"Use {redacted}"] * 4
+
+    # Nothing in clear anywhere: the project home (inference log, feedback, MLflow, the server
+    # log) and the Prefect database that holds the serve run, its parameters and artifacts.
+    prefect_db = Path(PREFECT_SERVER_DATABASE_CONNECTION_URL.value().split(":///", 1)[1])
+    roots = [server.home, prefect_db.parent]
+    values = [value for values in PII.values() for value in values]
+    assert (server.home / "server.log").stat().st_size > 0
+    assert _files_holding(roots, [*values, KEY]) == {}
+    assert _files_holding([server.home / "inference"], ["[CREDIT_CARD]", "[IBAN]"])
+
+
+def _requests_counted(server: Server, endpoint: str, status: int) -> float:
+    """llmops_requests_total for one endpoint and status, as /metrics reports it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{server.base_url}/metrics").text
+    family = next(f for f in text_string_to_metric_families(text) if f.name == "llmops_requests")
+    labels = {"endpoint": endpoint, "status": str(status)}
+    return sum(s.value for s in family.samples if s.name.endswith("_total") and s.labels == labels)
+
+
+def test_metrics_count_rejected_keys(server: Server) -> None:
+    before = _requests_counted(server, "chat", 401), _requests_counted(server, "models", 401)
+    wrong = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="nope", max_retries=0)
+    for _ in range(2):
+        with pytest.raises(openai.AuthenticationError):
+            wrong.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert httpx.get(f"{server.base_url}/v1/models").status_code == 401
+    after = _requests_counted(server, "chat", 401), _requests_counted(server, "models", 401)
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 1)
+
+
 def test_hot_swap_under_concurrent_requests_fails_nothing(server: Server) -> None:
     def ask(i: int) -> str:
         reply = server.client.chat.completions.create(
@@ -273,7 +361,7 @@ def test_hot_swap_under_concurrent_requests_fails_nothing(server: Server) -> Non
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{server.home / 'mlflow.db'}")
         with ThreadPoolExecutor(8) as pool:
             early = [pool.submit(ask, i) for i in range(24)]
-            new_version = _register(server.home, seed=1, scale=0.5)
+            new_version = register_talking_champion(MODEL, server.home, seed=1, scale=0.5)
             late = [pool.submit(ask, i) for i in range(24, 48)]
             served = [f.result() for f in early + late]  # any failed request raises here
     assert new_version != before
@@ -293,6 +381,7 @@ def test_serve_profiles_validate_and_limits_are_checked() -> None:
     for profile in ("tiny", "cpu", "gpu"):
         config = ServeConfig.from_profile(profile)
         assert config.default_max_tokens <= config.max_tokens_limit
+        assert config.raw_text_retention_days == 0  # raw text is kept only when opted in
     with pytest.raises(ValidationError, match="default_max_tokens"):
         ServeConfig(default_max_tokens=100, max_tokens_limit=10)
     with pytest.raises(ValidationError):
@@ -308,8 +397,11 @@ def test_api_key_comes_from_secret_block_or_environment(
 
     Secret(value="from-block").save("serve-test-key", overwrite=True)
     monkeypatch.setenv("SERVE_TEST_KEY", "from-env")
-    assert load_api_key.fn(True, "SERVE_TEST_KEY", "serve-test-key") == "from-block"
-    assert load_api_key.fn(True, "SERVE_TEST_KEY", None) == "from-env"
+    from_block = load_api_key.fn(True, "SERVE_TEST_KEY", "serve-test-key")
+    from_env = load_api_key.fn(True, "SERVE_TEST_KEY", None)
+    assert from_block.get_secret_value() == "from-block"
+    assert from_env.get_secret_value() == "from-env"
+    assert "from-env" not in f"{from_env} {from_env!r}"  # masked wherever it is printed
     assert load_api_key.fn(False, "SERVE_TEST_KEY", None) is None
     monkeypatch.delenv("SERVE_TEST_KEY")
     with pytest.raises(ValueError, match=r"no API key in \$SERVE_TEST_KEY"):

@@ -6,7 +6,12 @@ from pathlib import Path
 import pytest
 from serving_support import talking_tiny_model
 
-from llmops.serving.batching import DynamicBatcher, GenerationRequest, PromptTooLongError
+from llmops.serving.batching import (
+    DynamicBatcher,
+    GenerationRequest,
+    PromptRejectedError,
+    PromptTooLongError,
+)
 from llmops.serving.champion import LoadedModel, ModelSlot
 from llmops.serving.store import InferenceStore
 
@@ -108,6 +113,41 @@ def test_too_long_prompt_fails_alone(versions: Versions, tmp_path: Path) -> None
     assert results[0].completion_tokens >= 1
     assert isinstance(results[1], PromptTooLongError)
     assert "at most 32" in str(results[1])
+
+
+def test_empty_prompt_fails_alone_instead_of_its_whole_batch(
+    versions: Versions, tmp_path: Path
+) -> None:
+    batcher = DynamicBatcher(_slot(versions), InferenceStore(str(tmp_path)), 8, 50, 32)
+    empty = GenerationRequest("", 6, 0.0, "completions")
+    results = asyncio.run(_serve(batcher, [_ask("short"), empty, _ask("other")]))
+    assert isinstance(results[1], PromptRejectedError) and results[1].status == 422
+    assert "empty" in str(results[1])
+    assert results[0].completion_tokens >= 1 and results[2].completion_tokens >= 1
+
+
+def test_a_batch_that_cannot_be_logged_fails_but_the_batcher_goes_on(
+    versions: Versions, tmp_path: Path
+) -> None:
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("the log folder cannot be made under a file")
+    batcher = DynamicBatcher(_slot(versions), InferenceStore(str(in_the_way)), 8, 5, 256)
+
+    async def two_batches() -> list:
+        worker = asyncio.create_task(batcher.run())
+        try:
+            # A dead worker would leave requests waiting: a TimeoutError instead of an OSError.
+            first = asyncio.wait_for(batcher.submit(_ask("a")), 60)
+            second = asyncio.wait_for(batcher.submit(_ask("b")), 60)
+            return [
+                *await asyncio.gather(first, return_exceptions=True),
+                *await asyncio.gather(second, return_exceptions=True),
+            ]
+        finally:
+            worker.cancel()
+
+    first, second = asyncio.run(two_batches())
+    assert isinstance(first, OSError) and isinstance(second, OSError)
 
 
 def test_mixed_max_tokens_are_each_respected(versions: Versions, tmp_path: Path) -> None:
