@@ -54,11 +54,15 @@ def configure_environment() -> None:
         # Set HF_HUB_OFFLINE=0 to use models from the Hugging Face hub.
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
+        # Artifacts always through the tracking server: a tracking server on S3 otherwise hands
+        # clients presigned URLs of its own S3 endpoint, which other hosts may not reach (a
+        # MinIO on the control host's private address). A host then needs the tracking URL only.
+        "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
+        "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false",
     }
-    # While `llmops up` runs, commands run their flows through its server (the UI shows them).
-    from llmops.stack import running_api_url
+    # While `llmops up` runs, commands run their flows through its servers (the UI shows them).
+    from llmops.stack import client_defaults
 
-    if stack_api := running_api_url():
-        defaults["PREFECT_API_URL"] = stack_api
+    defaults.update(client_defaults())
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

@@ -1,5 +1,12 @@
-"""The local stack behind `llmops up` / `llmops down`: a Prefect server, an MLflow server and a
-process worker per work pool, all on loopback, with the pools and deployments registered.
+"""The stack behind `llmops up` / `llmops down`: a Prefect server, an MLflow server and a process
+worker per work pool, with the pools, deployments and automations registered.
+
+Two shapes:
+    laptop (default)  SQLite stores in the project home, everything on loopback.
+    team (--team)     Prefect and MLflow on PostgreSQL (a URL given, or a cluster of the stack's
+                      own), MLflow artifacts proxied into the store, Prefect results in the store:
+                      a worker on another host needs only PREFECT_API_URL, MLFLOW_TRACKING_URI
+                      and LLMOPS_STORE (`llmops worker --pool gpu`).
 
 Every process `up` starts is recorded in <home>/stack/stack.json with its pid *and* start time,
 so a recycled pid is never mistaken for ours: `up` starts only what is not running (running it
@@ -11,6 +18,7 @@ laptop stack must work without Docker, from the virtual environment alone.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,15 +31,24 @@ from pathlib import Path
 
 import httpx
 import psutil
+import yaml
 
+from llmops import postgres
 from llmops.home import mlflow_tracking_uri, project_home
+from llmops.store import STORE_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 POOLS = ("cpu", "gpu")
-SERVERS = ("prefect-server", "mlflow-server")
+SERVERS = ("postgres", "prefect-server", "mlflow-server")
 WORKERS = tuple(f"worker-{pool}" for pool in POOLS)
 STARTUP_TIMEOUT_S = 180
+AUTOMATIONS = REPO / "deployments" / "automations.yaml"
+RESULT_STORAGE_BLOCK = "llmops-results"
+DATABASES = ["prefect", "mlflow"]  # one per server on the team's PostgreSQL
+# Flow runs started by our workers send a heartbeat this often (Prefect's minimum), which the
+# requeue automation (deployments/automations.yaml) watches for lost workers.
+HEARTBEAT_SECONDS = "30"
 
 
 class StackError(RuntimeError):
@@ -40,12 +57,35 @@ class StackError(RuntimeError):
 
 @dataclass
 class StackState:
-    """What `up` started: ports, the deployments' profile, and each process by name."""
+    """What `up` started: ports, the deployments' profile, the team settings, and each process
+    by name."""
 
     prefect_port: int = 4200
     mlflow_port: int = 5000
     profile: str | None = None
     processes: dict[str, dict] = field(default_factory=dict)
+    team: bool = False
+    bind: str = HOST  # where the servers listen (0.0.0.0 for a team across machines)
+    database_url: str | None = None  # a PostgreSQL server of the team's; None: our own cluster
+    postgres_port: int = 5433
+    store: str | None = None  # $LLMOPS_STORE when `up` ran: where artifacts and results go
+    workers: bool = True
+
+    def cluster(self) -> postgres.Cluster:
+        """The stack's own PostgreSQL cluster."""
+        return postgres.Cluster(postgres.data_dir_for(project_home()), HOST, self.postgres_port)
+
+    def database(self, name: str, driver: str) -> str:
+        """A database's URL on the team's server or the stack's own cluster."""
+        if self.database_url:
+            server = self.database_url.rstrip("/").split("://", 1)[1]
+            return f"{driver}://{server}/{name}"
+        return self.cluster().url(name, driver)
+
+    def names(self) -> list[str]:
+        """The processes this stack runs, in start order."""
+        servers = [s for s in SERVERS if s != "postgres" or (self.team and not self.database_url)]
+        return servers + (list(WORKERS) if self.workers else [])
 
     @property
     def prefect_url(self) -> str:
@@ -57,7 +97,12 @@ class StackState:
 
     def port(self, name: str) -> int | None:
         """The port a server listens on (workers have none)."""
-        return {"prefect-server": self.prefect_port, "mlflow-server": self.mlflow_port}.get(name)
+        ports = {
+            "postgres": self.postgres_port,
+            "prefect-server": self.prefect_port,
+            "mlflow-server": self.mlflow_port,
+        }
+        return ports.get(name)
 
     def running(self) -> list[str]:
         """Names of the recorded processes that are still alive."""
@@ -103,35 +148,63 @@ def port_in_use(port: int) -> bool:
 
 def stack_environment(state: StackState) -> dict[str, str]:
     """Environment of every stack process: the project home, this repository (prefect.yaml's
-    pull step), the server's API, and the PREFECT_HOME of ephemeral runs: one database, so the
-    UI also shows the runs made before `up` (`make demo`), and one result store, so the gpu
-    worker's fine-tune result reaches the pipeline on the cpu worker. Postgres instead when
-    PREFECT_API_DATABASE_CONNECTION_URL says so (it passes through)."""
-    return {
+    pull step), the server's API, and the PREFECT_HOME of ephemeral runs: on a laptop one
+    database, so the UI also shows the runs made before `up` (`make demo`), and one result
+    store, so the gpu worker's fine-tune result reaches the pipeline on the cpu worker. The
+    team stack tracks to the MLflow server (artifacts proxied into the store) instead."""
+    env = {
         **os.environ,
         "PREFECT_HOME": str(project_home() / "prefect"),
         "PREFECT_API_URL": f"{state.prefect_url}/api",
         "LLMOPS_HOME": str(project_home()),
         "LLMOPS_PROJECT_DIR": str(REPO),
-        "MLFLOW_TRACKING_URI": mlflow_tracking_uri(),
+        "MLFLOW_TRACKING_URI": state.mlflow_url if state.team else mlflow_tracking_uri(),
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": HEARTBEAT_SECONDS,
     }
+    if state.store:
+        env[STORE_ENV] = state.store
+    return env
 
 
-def running_api_url() -> str | None:
-    """The API of the Prefect server a still-running `llmops up` started, if any."""
+def process_environment(name: str, state: StackState, env: dict[str, str]) -> dict[str, str]:
+    """What one process adds to the stack environment: the team servers' databases, and the
+    S3 endpoint for MLflow's artifact proxy (boto3 there reads MLFLOW_S3_ENDPOINT_URL)."""
+    if name == "prefect-server" and state.team:
+        database = state.database("prefect", "postgresql+asyncpg")
+        return {**env, "PREFECT_API_DATABASE_CONNECTION_URL": database}
+    if name == "mlflow-server" and env.get("AWS_ENDPOINT_URL"):
+        return {**env, "MLFLOW_S3_ENDPOINT_URL": env["AWS_ENDPOINT_URL"]}
+    return env
+
+
+def running_stack() -> StackState | None:
+    """The stack a still-running `llmops up` started in this project home, if any."""
     state = load_state()
     server = state.processes.get("prefect-server") if state else None
-    return f"{state.prefect_url}/api" if server and is_running(server) else None
+    return state if server and is_running(server) else None
+
+
+def client_defaults() -> dict[str, str]:
+    """What commands run in this project home use while its stack runs: its Prefect server
+    (the UI shows their runs), and on a team stack its MLflow server and store."""
+    state = running_stack()
+    if state is None:
+        return {}
+    defaults = {"PREFECT_API_URL": f"{state.prefect_url}/api"}
+    if state.team:
+        defaults["MLFLOW_TRACKING_URI"] = state.mlflow_url
+    if state.store:
+        defaults[STORE_ENV] = state.store
+    return defaults
 
 
 def commands(state: StackState) -> dict[str, list[str]]:
     """The command line of each stack process, by name."""
     bin_dir = Path(sys.executable).parent
     prefect, mlflow = str(bin_dir / "prefect"), str(bin_dir / "mlflow")
-    listen = ["--host", HOST, "--port"]
-    artifacts = (project_home() / "mlartifacts").as_uri()
-    store = ["--backend-store-uri", mlflow_tracking_uri(), "--default-artifact-root", artifacts]
+    listen = ["--host", state.bind, "--port"]
     servers = {
+        "postgres": postgres.server_command(state.cluster(), state.bind),
         "prefect-server": [prefect, "server", "start", *listen, str(state.prefect_port)],
         "mlflow-server": [
             mlflow,
@@ -140,14 +213,34 @@ def commands(state: StackState) -> dict[str, list[str]]:
             str(state.mlflow_port),
             "--workers",
             "1",
-            *store,
+            *mlflow_stores(state),
         ],
     }
-    workers = {
-        f"worker-{pool}": [prefect, "worker", "start", "--pool", pool, "--name", f"llmops-{pool}"]
-        for pool in POOLS
-    }
-    return {**servers, **workers}
+    return {**servers, **{f"worker-{pool}": worker_command(pool) for pool in POOLS}}
+
+
+def worker_command(pool: str, name: str | None = None) -> list[str]:
+    """`prefect worker start` for one pool; named after the pool (and the host, on a team)."""
+    prefect = str(Path(sys.executable).parent / "prefect")
+    return [prefect, "worker", "start", "--pool", pool, "--name", name or f"llmops-{pool}"]
+
+
+def mlflow_stores(state: StackState) -> list[str]:
+    """Where the MLflow server keeps runs and artifacts: on a team, PostgreSQL and the store
+    (served through the tracking server, so clients need only its URL); on a laptop, the
+    project home's SQLite and folder, which commands outside the stack use directly."""
+    if not state.team:
+        artifacts = (project_home() / "mlartifacts").as_uri()
+        return ["--backend-store-uri", mlflow_tracking_uri(), "--default-artifact-root", artifacts]
+    from llmops.store import join, store_root
+
+    return [
+        "--backend-store-uri",
+        state.database("mlflow", "postgresql+psycopg"),
+        "--artifacts-destination",
+        join(store_root(state.store), "mlflow"),
+        "--serve-artifacts",
+    ]
 
 
 def health_url(name: str, state: StackState) -> str:
@@ -166,18 +259,20 @@ def log_tail(name: str, lines: int = 15) -> str:
     )
 
 
-def start_process(name: str, argv: list[str], env: dict[str, str]) -> dict:
-    """Start `argv` detached from this terminal (it outlives `llmops up`), logging to a file."""
+def start_process(name: str, argv: list[str], env: dict[str, str], user: str | None = None) -> dict:
+    """Start `argv` detached from this terminal (it outlives `llmops up`), logging to a file,
+    as `user` when given (PostgreSQL refuses to run as root)."""
     log_path(name).parent.mkdir(parents=True, exist_ok=True)
     with log_path(name).open("ab") as log:
         process = subprocess.Popen(
             argv,
             env=env,
-            cwd=REPO,
+            cwd="/" if user else REPO,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            user=user,
         )
     return {"pid": process.pid, "create_time": psutil.Process(process.pid).create_time()}
 
@@ -185,6 +280,8 @@ def start_process(name: str, argv: list[str], env: dict[str, str]) -> dict:
 def is_ready(name: str, state: StackState) -> bool:
     """A server answers its health check; a worker has sent its pool a heartbeat since it
     started (a stale record of an earlier worker with the same name does not count)."""
+    if name == "postgres":
+        return postgres.is_ready(state.cluster())
     try:
         if name in SERVERS:
             return httpx.get(health_url(name, state), timeout=2).status_code == 200
@@ -235,7 +332,8 @@ def deployment_file(profile: str | None, env: dict[str, str]) -> Path:
 
 
 def register(state: StackState, env: dict[str, str], report: Callable[[str], None]) -> None:
-    """Create or update the work pools (infra/pools.sh) and every deployment (upserts)."""
+    """Create or update the work pools (infra/pools.sh), every deployment and automation
+    (upserts), and, with a store configured, the store as Prefect's result storage."""
     prefect = str(Path(sys.executable).parent / "prefect")
     run_step("work pools", ["bash", str(REPO / "infra" / "pools.sh")], {**env, "PREFECT": prefect})
     report(f"work pools {', '.join(POOLS)} registered (infra/pools.sh)")
@@ -244,6 +342,44 @@ def register(state: StackState, env: dict[str, str], report: Callable[[str], Non
         "deploy", [prefect, "--no-prompt", "deploy", "--all", "--prefect-file", str(spec)], env
     )
     report(f"deployments registered from {spec.name} (profile: {state.profile or 'their own'})")
+    # The Prefect client reads its API URL from settings; point it at this stack's server.
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: f"{state.prefect_url}/api"}):
+        names = apply_automations()
+        report(f"automations registered: {', '.join(names)} ({AUTOMATIONS.name})")
+        if state.store:
+            set_result_storage(state.store)
+            report(f"Prefect results kept in the store: {state.store}/prefect-results")
+
+
+def apply_automations() -> list[str]:
+    """Create or replace each automation of deployments/automations.yaml, by name."""
+    from prefect.automations import Automation
+
+    names = []
+    for spec in yaml.safe_load(AUTOMATIONS.read_text())["automations"]:
+        with suppress(ValueError):  # Automation.read raises ValueError when none has the name
+            Automation.read(name=spec["name"]).delete()
+        Automation.model_validate(spec).create()
+        names.append(spec["name"])
+    return names
+
+
+def set_result_storage(store_url: str) -> None:
+    """Make the store the server's default result storage: every flow run on any host then
+    persists its result there (a fine-tune on the gpu host returns its TrainedAdapter to the
+    pipeline on the cpu host through it)."""
+    from prefect.client.orchestration import get_client
+    from prefect.filesystems import RemoteFileSystem
+
+    from llmops.store import join
+
+    block_id = RemoteFileSystem(basepath=join(store_url, "prefect-results")).save(
+        RESULT_STORAGE_BLOCK, overwrite=True
+    )
+    with get_client(sync_client=True) as client:
+        client.update_server_default_result_storage(block_id)
 
 
 def ensure_started(
@@ -257,37 +393,42 @@ def ensure_started(
     if port is not None and port_in_use(port):
         raise StackError(f"port {port} for {name} is taken by another program; choose another")
     started = time.monotonic()
-    state.processes[name] = start_process(name, commands(state)[name], env)
+    user = None
+    if name == "postgres":
+        postgres.initialize(state.cluster())
+        user = postgres.server_user()
+    argv, env = commands(state)[name], process_environment(name, state, env)
+    state.processes[name] = start_process(name, argv, env, user)
     save_state(state)
     wait_until_ready(name, state)
     report(f"{name} ready in {time.monotonic() - started:.1f} s (log: {log_path(name)})")
 
 
-def up(
-    prefect_port: int = 4200,
-    mlflow_port: int = 5000,
-    profile: str | None = None,
-    report: Callable[[str], None] = print,
-) -> StackState:
-    """Start what is not running, register pools and deployments, return the stack."""
+def up(requested: StackState, report: Callable[[str], None] = print) -> StackState:
+    """Start what is not running, register pools, deployments and automations, return the
+    stack."""
     recorded = load_state()
     if recorded and recorded.running():
         # The stack is (partly) up: keep its ports, so a second `up` never starts a second one.
         state = recorded
-        state.profile = profile
+        state.profile = requested.profile
     else:
-        state = StackState(prefect_port, mlflow_port, profile)
+        state = requested
     env = stack_environment(state)
-    for name in SERVERS:
+    servers = [name for name in state.names() if name in SERVERS]
+    for name in servers:
+        if name == "prefect-server" and state.team:  # after our own cluster, if any, is up
+            postgres.ensure_databases(state.database("postgres", "postgresql"), DATABASES)
         ensure_started(name, state, env, report)
     register(state, env, report)
-    for name in WORKERS:
-        ensure_started(name, state, env, report)
+    for name in state.names():
+        if name in WORKERS:
+            ensure_started(name, state, env, report)
     save_state(state)
     return state
 
 
-def stop_process(entry: dict) -> None:
+def stop_process(entry: dict, stop_signal: int = signal.SIGTERM) -> None:
     """Stop a recorded process and everything it spawned (server children, flow runs)."""
     try:
         root = psutil.Process(entry["pid"])
@@ -296,7 +437,7 @@ def stop_process(entry: dict) -> None:
         return
     for process in family:
         with suppress(psutil.NoSuchProcess):  # exited between listing and signalling
-            process.terminate()
+            process.send_signal(stop_signal)
     _, alive = psutil.wait_procs(family, timeout=20)
     for process in alive:
         with suppress(psutil.NoSuchProcess):
@@ -314,7 +455,8 @@ def down(report: Callable[[str], None] = print) -> list[str]:
     for name in reversed([*SERVERS, *WORKERS]):
         entry = state.processes.get(name)
         if entry and is_running(entry):
-            stop_process(entry)
+            # SIGINT is PostgreSQL's fast shutdown; its SIGTERM waits for every client to leave.
+            stop_process(entry, signal.SIGINT if name == "postgres" else signal.SIGTERM)
             stopped.append(name)
             report(f"{name} stopped (pid {entry['pid']})")
     state_file().unlink()

@@ -22,7 +22,7 @@ from llmops.model.registry import resolve_alias
 from llmops.outputs import DatasetRef, EvaluationReport
 from llmops.records import prompt_messages, reference_response
 from llmops.tracking import ensure_experiment, mlflow_client
-from tasks.policy import STORE_RETRIES
+from tasks.policy import HOST_LOCAL, STORE_RETRIES
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def describe_candidate(base_ref: str, adapter_uri: str) -> ModelUnderTest:
     )
 
 
-@task
+@task(cache_policy=HOST_LOCAL)
 def load_champion(registered_model: str) -> ModelUnderTest | None:
     """The registry's current champion (downloaded locally), or None when there is none yet."""
     champion = resolve_alias(registered_model)

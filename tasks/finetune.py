@@ -27,7 +27,7 @@ from llmops.model.training import (
 )
 from llmops.outputs import DatasetRef, TrainedAdapter
 from llmops.tracking import ensure_experiment, mlflow_client
-from tasks.policy import STORE_RETRIES
+from tasks.policy import HOST_LOCAL, STORE_RETRIES
 
 
 @task(**STORE_RETRIES)
@@ -39,13 +39,13 @@ def load_training_records(dataset: DatasetRef) -> pd.DataFrame:
     return records
 
 
-@task
+@task(cache_policy=HOST_LOCAL)
 def resolve_base_model(ref: str) -> BaseModel:
     """Resolve the base-model reference to a local checkpoint (converted once, then cached)."""
     return resolve_base(ref)
 
 
-@task
+@task(cache_policy=HOST_LOCAL)
 def plan_training_run(
     store_url: str, config_fingerprint: str, dataset_id: str, base: BaseModel
 ) -> TrainingRun:
@@ -60,7 +60,7 @@ def plan_training_run(
     )
 
 
-@task
+@task(cache_policy=HOST_LOCAL)
 def load_finished_run(run: TrainingRun) -> TrainedAdapter | None:
     """The result of a run that already finished (on any host), else None."""
     if not store.exists(run.result_uri):
@@ -87,7 +87,7 @@ def start_training_run(
     return created.info.run_id
 
 
-@task
+@task(cache_policy=HOST_LOCAL)
 def train_adapter(
     base: BaseModel,
     records: pd.DataFrame,

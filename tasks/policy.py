@@ -5,6 +5,7 @@
 
 from typing import Any
 
+from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
@@ -29,3 +30,10 @@ STORE_RETRIES: dict[str, Any] = {
     "retry_delay_seconds": [2, 10],
     "retry_condition_fn": retry_transient,
 }
+
+
+# For tasks whose result names something on this host's disk (a model checkpoint folder, a
+# scratch folder, a downloaded adapter) or whose work leaves it there (training). Prefect's
+# default policy reuses a task's result within the same flow run, and a flow run that is
+# requeued after its worker died runs again on another host, where that disk is not.
+HOST_LOCAL = NO_CACHE

@@ -56,16 +56,8 @@ def s3_server() -> Iterator[str]:
 @pytest.fixture
 def s3_endpoint(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """The standard AWS variables pointed at the S3 stand-in, as a team host would set them."""
+    from net_support import s3_environment
+
     for key, value in s3_environment(s3_server).items():
         monkeypatch.setenv(key, value)
     return s3_server
-
-
-def s3_environment(endpoint: str) -> dict[str, str]:
-    """What a host needs to reach the S3 stand-in: credentials, region and the endpoint."""
-    return {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": endpoint,
-    }

@@ -113,7 +113,8 @@ def test_up_registers_deployments_schedules_pools_and_workers_once(stack: Stack)
 
     first = wait_for("both workers to report", workers_reported, 60)
     assert first["deployments"] == sorted(d["name"] for d in EXPECTED)
-    assert len(first["automations"]) == 3  # landed, drift, feedback
+    # landed, drift, feedback, and the requeue of fine-tuning runs whose worker died
+    assert len(first["automations"]) == 4
     assert first["workers"] == {"cpu": ["llmops-cpu"], "gpu": ["llmops-gpu"]}
 
     retrain = deployment(stack.url, "retrain", "retrain")
@@ -192,7 +193,12 @@ def test_drift_event_triggers_a_retrain(stack: Stack):
         60,
     )[0]
     occurred = stored_events(stack, "llmops.drift.detected", 1)[-1]
-    print(f"\ndrift event -> retrain run created {seconds(occurred, run['created']):.2f} s")
+    latency = seconds(occurred, run["created"])
+    print(f"\ndrift event -> retrain run created {latency:.2f} s")
+    # The trigger filled the run from the event: why it runs, no new data, fine-tuning on gpu.
+    config = run["parameters"]["config"]
+    assert config["new_data"] == [] and config["finetune_deployment"] == "finetune/finetune-gpu"
+    assert config["profile"] == "tiny" and 0 <= latency < 30
 
 
 def test_feedback_threshold_triggers_exactly_one_retrain(stack: Stack):
