@@ -19,8 +19,9 @@ demo: $(STAMP)
 	$(VENV)/bin/llmops run --profile cpu
 
 test: $(STAMP)
-	# Chromium for the Prefect UI test: installed where missing (root on Debian), else a warning.
-	.ci/ensure-chromium
+	# Chromium, PostgreSQL, iproute2 for the UI and team tests: installed where missing (root on
+	# Debian), else a warning naming the tests that will be skipped.
+	.ci/ensure-system-packages
 	$(VENV)/bin/python -m pytest
 
 lint: $(STAMP)

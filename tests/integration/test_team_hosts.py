@@ -106,6 +106,12 @@ class Team:
 
 @pytest.fixture(scope="module")
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+    from llmops.postgres import PostgresUnavailableError, bin_dir
+
+    try:
+        bin_dir()
+    except PostgresUnavailableError as error:
+        pytest.skip(f"the team stack needs PostgreSQL: {error}")
     network = Network(tmp_path_factory.mktemp("hosts"), can_use_namespaces())
     control = network.control
     bind = "0.0.0.0" if network.use_namespaces else "127.0.0.1"
