@@ -11,6 +11,7 @@ difference is the store alone: datasets, checkpoints, the adapter, reports, resu
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -72,6 +73,7 @@ def main() -> None:
     local = run_main_job(args.profile, base)
     print(f"  {local:.1f} s")
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     endpoint = "http://{}:{}".format(*server.get_host_and_port())

@@ -12,8 +12,10 @@ Every process `up` starts is recorded in <home>/stack/stack.json with its pid *a
 so a recycled pid is never mistaken for ours: `up` starts only what is not running (running it
 twice duplicates nothing), `down` stops exactly what is recorded. Logs: <home>/stack/logs/.
 
-Hand-written rather than docker compose (infra/docker-compose.yml is the team setup): the
-laptop stack must work without Docker, from the virtual environment alone.
+Hand-written rather than docker compose (infra/docker-compose.yml is the team setup in
+containers): the stack must work without Docker, from the virtual environment alone. Prefect is
+imported inside functions only: `llmops.home.configure_environment` imports this module before
+Prefect reads its settings.
 """
 
 import json
@@ -35,7 +37,7 @@ import yaml
 
 from llmops import postgres
 from llmops.home import mlflow_tracking_uri, project_home
-from llmops.store import STORE_ENV
+from llmops.store import STORE_ENV, join, store_root
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -232,8 +234,6 @@ def mlflow_stores(state: StackState) -> list[str]:
     if not state.team:
         artifacts = (project_home() / "mlartifacts").as_uri()
         return ["--backend-store-uri", mlflow_tracking_uri(), "--default-artifact-root", artifacts]
-    from llmops.store import join, store_root
-
     return [
         "--backend-store-uri",
         state.database("mlflow", "postgresql+psycopg"),
@@ -372,8 +372,6 @@ def set_result_storage(store_url: str) -> None:
     pipeline on the cpu host through it)."""
     from prefect.client.orchestration import get_client
     from prefect.filesystems import RemoteFileSystem
-
-    from llmops.store import join
 
     block_id = RemoteFileSystem(basepath=join(store_url, "prefect-results")).save(
         RESULT_STORAGE_BLOCK, overwrite=True

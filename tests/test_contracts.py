@@ -72,3 +72,23 @@ def test_every_flow_is_a_deployment():
     deployed = {d["entrypoint"].split(":")[0] for d in DEPLOYMENTS}
     flows = {f"flows/{p.name}" for p in (ROOT / "flows").glob("*.py") if p.stem != "__init__"}
     assert flows <= deployed, f"no deployment for {sorted(flows - deployed)}"
+
+
+def test_automations_validate_as_prefect_automations():
+    from prefect.automations import Automation
+
+    specs = yaml.safe_load((ROOT / "deployments" / "automations.yaml").read_text())["automations"]
+    names = [Automation.model_validate(spec).name for spec in specs]
+    assert names == ["llmops-requeue-lost-finetune"]
+
+
+def test_compose_file_is_the_team_topology():
+    """No Docker engine here: the compose file is checked for the team stack's shape."""
+    services = yaml.safe_load((ROOT / "infra" / "docker-compose.yml").read_text())["services"]
+    assert {"postgres", "minio", "prefect", "mlflow", "worker-cpu"} <= set(services)
+    prefect_db = services["prefect"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert prefect_db.startswith("postgresql+asyncpg://")
+    mlflow = services["mlflow"]["command"]
+    assert "--backend-store-uri postgresql" in mlflow and "--artifacts-destination s3://" in mlflow
+    worker = services["worker-cpu"]["environment"]
+    assert {"PREFECT_API_URL", "MLFLOW_TRACKING_URI", "LLMOPS_STORE"} <= set(worker)
