@@ -173,7 +173,8 @@ def _publish(dataset: DatasetRef, rejected: list[dict]) -> None:
     create_markdown_artifact(
         f"# Dataset `{dataset.dataset_id}`\n\nWritten to `{dataset.uri}`.\n\n"
         f"| count | records |\n|---|---|\n{rows}\n\n"
-        f"total = accepted + quarantined + exact + near duplicates + contaminated.",
+        "total = accepted + quarantined + exact + near duplicates + contaminated "
+        "+ conflicting answers dropped.",
         key="dataset-manifest",
         description="Prepared dataset counts",
     )

@@ -30,7 +30,7 @@ def prepare_command(
 ) -> None:
     """Ingest, validate against the data contract, redact PII, deduplicate, split and version.
 
-    Prints the counts (total = accepted + quarantined + duplicates + contaminated) and the
+    Prints the counts (total = accepted + every rejection reason) and the
     dataset folder. Exits non-zero only when the source cannot be read or the contract's
     tolerance is exceeded.
     """
@@ -46,4 +46,4 @@ def prepare_command(
     dataset = run_flow(prepare, config)
     typer.echo(f"dataset {dataset.dataset_id} -> {dataset.uri}")
     for name, value in dataset.counts.items():
-        typer.echo(f"  {name:>18}: {value}")
+        typer.echo(f"  {name:>27}: {value}")
