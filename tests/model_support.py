@@ -21,10 +21,16 @@ def make_tiny_adapter(out: Path, seed: int = 0, scale: float = 0.0) -> tuple[Pat
     """Save a LoRA adapter on the tiny random model; `scale` perturbs its B matrices so two
     adapters generate differently (0 gives an adapter equal to the base)."""
     base = resolve_base("tiny-random")
-    model = get_peft_model(
-        load_model(base, torch.device("cpu")),
-        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
-    )
+    # peft draws the A matrices from the global RNG: seed it here, or the adapter depends on
+    # whatever ran before in the session (which tests ran, whether the base was just built).
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = get_peft_model(
+            load_model(base, torch.device("cpu")),
+            LoraConfig(
+                r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
+            ),
+        )
     if scale:
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():

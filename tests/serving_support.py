@@ -14,10 +14,14 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmops.model.loading import load_model, load_tokenizer
 
+# An adapter seed whose merged model answers different prompts differently (checked: most
+# seeds do; a few collapse to one repeated word for every prompt).
+TALKING_SEED = 4
+
 
 def talking_tiny_model(workdir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The tiny random model with a seeded random adapter merged in, on CPU, in eval mode."""
-    adapter, base = make_tiny_adapter(workdir / "talking-adapter", seed=0, scale=1.0)
+    adapter, base = make_tiny_adapter(workdir / "talking-adapter", seed=TALKING_SEED, scale=1.0)
     model = PeftModel.from_pretrained(load_model(base, torch.device("cpu")), str(adapter))
     return model.merge_and_unload().eval(), load_tokenizer(base)
 

@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 from net_support import free_port
-from serving_support import register_talking_champion
+from serving_support import TALKING_SEED, register_talking_champion
 
 MODEL = "serve-test-assistant"
 KEY = "test-key-123"
@@ -50,7 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> I
         mp.setenv("LLMOPS_HOME", env["LLMOPS_HOME"])
         mp.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
         # A perturbed adapter: the tiny base alone answers only whitespace (empty text).
-        register_talking_champion(MODEL, home, seed=0, scale=1.0)
+        register_talking_champion(MODEL, home, seed=TALKING_SEED, scale=1.0)
         port = free_port()
         cmd = [sys.executable, "-m", "llmops.cli", "serve", "--profile", "tiny"]
         cmd += ["--port", str(port), "--registered-model", MODEL]

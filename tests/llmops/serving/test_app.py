@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from schemathesis import APIOperation, Case, GenerationMode
 from schemathesis.python.asgi import shutdown_lifespans
-from serving_support import register_talking_champion
+from serving_support import TALKING_SEED, register_talking_champion
 from starlette.testclient import TestClient
 
 from llmops.serving.app import ServerSettings, create_app
@@ -45,7 +45,7 @@ def slot(tmp_path_factory: pytest.TempPathFactory) -> ModelSlot:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LLMOPS_HOME", str(home))
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
-        register_talking_champion(MODEL, home, seed=0, scale=1.0)
+        register_talking_champion(MODEL, home, seed=TALKING_SEED, scale=1.0)
         return ModelSlot(MODEL, "champion", refresh_seconds=3600)
 
 
