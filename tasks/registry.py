@@ -117,8 +117,8 @@ def save_decision(
     evaluation against a champion that has since moved is stale and never passes), then move
     champion (keeping previous-champion) on a pass and record the decision on the version."""
     with registry_lock(registered_model):
-        champion = registry.alias_version(registered_model, registry.CHAMPION)
-        settled = settle(decision, version, champion, report.champion_version)
+        history = registry.champion_chain(registered_model)
+        settled = settle(decision, version, history, report.champion_version)
         previous = (
             registry.promote_version(registered_model, version)
             if settled.verdict == "promoted"

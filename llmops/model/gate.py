@@ -129,15 +129,25 @@ class SettledDecision:
 def settle(
     decision: GateDecision,
     version: str,
-    champion_now: str | None,
+    champion_chain: list[str],
     champion_evaluated: str | None,
 ) -> SettledDecision:
-    """Check a gate decision against the champion at the moment of the alias move: a version
-    that already is champion stays so, and a decision against a champion that has since moved
-    is stale, so it never passes (the candidate was never compared with the new champion)."""
+    """Check a gate decision against the registry at the moment of the alias move
+    (`champion_chain`: the champion, then each version it replaced). A version that already is
+    champion stays so; a decision against a champion that has since moved is stale, so it never
+    passes (the candidate was never compared with the new champion); and a version that was
+    champion before comes back by rollback, never by promotion, which would make the history a
+    loop."""
+    champion_now = champion_chain[0] if champion_chain else None
     if champion_now == version:
         return SettledDecision(
             "already_champion", "champion", [f"version {version} is already the champion"]
+        )
+    if version in champion_chain:
+        return SettledDecision(
+            "rejected",
+            decision.compared_to,
+            [f"version {version} was champion before: `llmops rollback` restores it"],
         )
     if champion_now != champion_evaluated:
         return SettledDecision(

@@ -153,6 +153,17 @@ def promote_version(model_name: str, version: str) -> str | None:
     return previous
 
 
+def champion_chain(model_name: str) -> list[str]:
+    """The champion, then each version it replaced, then the one that replaced, and so on: the
+    history `llmops rollback` walks back through (`replaced_version` tags)."""
+    chain: list[str] = []
+    version = alias_version(model_name, CHAMPION)
+    while version and version not in chain:  # a cycle would be a corrupt history: stop there
+        chain.append(version)
+        version = version_tags(model_name, version).get("replaced_version")
+    return chain
+
+
 def rollback(model_name: str) -> tuple[str, str]:
     """Move champion back to previous-champion; return (rolled-back version, new champion).
 

@@ -56,15 +56,6 @@ def candidate_report(
     return report
 
 
-def chain(name: str, champion: str | None) -> list[str]:
-    """The champion, then each version it replaced, as the registry's tags record them."""
-    versions = []
-    while champion:
-        versions.append(champion)
-        champion = registry.version_tags(name, champion).get("replaced_version")
-    return versions
-
-
 def test_two_promotions_and_a_rollback_at_once_twenty_times(
     tmp_path: Path, llmops_home: Path, prefect_harness: None
 ) -> None:
@@ -102,7 +93,7 @@ def test_two_promotions_and_a_rollback_at_once_twenty_times(
         for number in range(ROUNDS):
             before = registry.alias_version(name, registry.CHAMPION)
             reports = {
-                role: new_candidate(f"{number}-{role}", 100 * number + i, before)
+                role: new_candidate(f"{number}-{role}", 1000 + 10 * number + i, before)
                 for i, role in enumerate(ROLES[:2])
             }
             (workdir / f"round-{number}.json").write_text(json.dumps(reports))
@@ -130,7 +121,8 @@ def test_two_promotions_and_a_rollback_at_once_twenty_times(
                 for v in registry_versions(name)
                 if v.tags.get("gate_decision") == "promoted" and v.tags.get("rolled_back") != "true"
             }
-            assert chain(name, champion) and set(chain(name, champion)) == standing, outcomes
+            history = registry.champion_chain(name)
+            assert history[0] == champion and set(history) == standing, outcomes
             previous = registry.alias_version(name, registry.PREVIOUS_CHAMPION)
             assert previous == tags.get("replaced_version"), outcomes
             print(f"round {number}: v{before} -> v{champion}: {outcomes}")

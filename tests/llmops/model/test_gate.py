@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from llmops.model.gate import GatePolicy, decide
+from llmops.model.gate import GateDecision, GatePolicy, decide, settle
 from llmops.model.metrics import Interval
 
 POLICY = GatePolicy(primary_metric="rougeL", min_improvement=0.01, guard_metrics={"eval_loss": 0.1})
@@ -60,3 +60,24 @@ def test_absolute_floor_and_missing_metric() -> None:
 def test_policy_rejects_bad_config(bad: dict) -> None:
     with pytest.raises(ValidationError):
         GatePolicy(**bad)
+
+
+PASSED = GateDecision(True, "champion", ["rougeL improves"])
+
+
+def test_settle_promotes_a_pass_against_the_champion_as_it_still_is() -> None:
+    assert settle(PASSED, "5", ["4", "3"], "4").verdict == "promoted"
+    assert settle(GateDecision(False, "champion", ["no"]), "5", ["4"], "4").verdict == "rejected"
+    assert settle(GateDecision(True, "base", ["first"]), "1", [], None).verdict == "promoted"
+
+
+def test_settle_rejects_a_stale_evaluation() -> None:
+    settled = settle(PASSED, "5", ["6", "4"], "4")  # the champion moved to 6 since
+    assert settled.verdict == "rejected" and "evaluate again" in settled.reasons[0]
+
+
+def test_settle_never_promotes_an_earlier_champion_again() -> None:
+    # Promoting 3 over 4 (which replaced 3) would make the history a loop: it is a rollback.
+    settled = settle(PASSED, "3", ["4", "3"], "4")
+    assert settled.verdict == "rejected" and "rollback" in settled.reasons[0]
+    assert settle(PASSED, "4", ["4", "3"], "4").verdict == "already_champion"
