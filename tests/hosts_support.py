@@ -9,6 +9,7 @@ except through the servers and the object store.
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -145,7 +146,7 @@ class Network:
     def _link(self, left: str | None, right: str) -> tuple[str, str]:
         """A veth pair from `left` (None: this test process) to `right`; returns the left and
         right addresses."""
-        self.links += 1
+        self.links = _next_free_link(self.links)
         a, b = f"ve{self.tag}a{self.links}", f"ve{self.tag}b{self.links}"
         left_ip, right_ip = f"{SUBNET}.{self.links}.1", f"{SUBNET}.{self.links}.2"
         _ip("link", "add", a, "type", "veth", "peer", "name", b)
@@ -179,6 +180,18 @@ class Network:
         for netns in self.namespaces:
             _sigkill(_namespace_pids(netns))
             subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+
+
+def _next_free_link(after: int) -> int:
+    """The next link number whose subnet no interface here uses: namespaces left behind by a
+    killed run (or a run beside this one) keep their addresses, and a clash routes our traffic
+    to their dead ends."""
+    listed = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True)
+    taken = {int(n) for n in re.findall(rf"inet {re.escape(SUBNET)}\.(\d+)\.", listed.stdout)}
+    link = after + 1
+    while link in taken:
+        link += 1
+    return link
 
 
 def _namespace_pids(netns: str) -> set[int]:

@@ -120,12 +120,12 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     env = control.environment(**settings)
     try:
         control.start("s3", [str(BIN / "moto_server"), "-H", bind, "-p", str(ports["s3"])], env)
+        s3_url = f"http://{control.address}:{ports['s3']}"
         s3 = s3fs.S3FileSystem(
-            key="testing",
-            secret="testing",
-            client_kwargs={"endpoint_url": f"http://{control.address}:{ports['s3']}"},
+            key="testing", secret="testing", client_kwargs={"endpoint_url": s3_url}
         )
-        wait_for("the S3 stand-in", lambda: _mkdir(s3, BUCKET), 60, every_s=0.5)
+        wait_for("the S3 stand-in", lambda: _answers(s3_url), 60, every_s=0.5)
+        s3.mkdir(BUCKET)
         up = control.run(
             [str(BIN / "llmops"), "up", "--team", "--profile", "tiny", "--host", bind]
             + ["--no-workers", "--prefect-port", str(ports["prefect"])]
@@ -143,12 +143,11 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
         shutil.rmtree(data_dir_for(control.home), ignore_errors=True)
 
 
-def _mkdir(s3: s3fs.S3FileSystem, bucket: str) -> bool:
+def _answers(url: str) -> bool:
+    """Whether a server listens at `url` (any HTTP answer will do)."""
     try:
-        s3.mkdir(bucket)
-    except FileExistsError:
-        pass
-    except OSError:
+        httpx.get(url, timeout=2)
+    except httpx.HTTPError:
         return False
     return True
 
