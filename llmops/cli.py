@@ -31,5 +31,14 @@ app = typer.Typer(
 for area in (data, training, model, serving, ops, stack, authoring):
     area.register(app)
 
-if __name__ == "__main__":
+
+def main() -> None:
+    """The `llmops` executable: the app, with its child processes stopped however it ends."""
+    from llmops.processes import stop_children_on_exit
+
+    stop_children_on_exit()
     app()
+
+
+if __name__ == "__main__":
+    main()

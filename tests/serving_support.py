@@ -7,6 +7,7 @@ answers can be compared for real.
 
 from pathlib import Path
 
+import pytest
 import torch
 from model_support import make_tiny_adapter
 from peft import PeftModel
@@ -37,3 +38,13 @@ def register_talking_champion(model_name: str, workdir: Path, seed: int, scale: 
     )
     set_alias(model_name, "champion", version)
     return version
+
+
+def home_with_talking_champion(home: Path, model_name: str) -> Path:
+    """`home` with a registry of its own (MLflow on SQLite in it) whose champion answers; the
+    caller's environment is left as it was."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMOPS_HOME", str(home))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        register_talking_champion(model_name, home, seed=TALKING_SEED, scale=1.0)
+    return home
