@@ -32,7 +32,9 @@ def promote(config: PromoteConfig) -> PromotionDecision:
     gate = decide_promotion(config.gate, report)
     if config.require_approval and gate.passed:
         summary = describe_gate(config.registered_model, version, gate, report)
-        gate = await_approval(gate, summary, config.approval_timeout_s)
+        gate = await_approval(
+            gate, summary, config.approval_timeout_s, config.registered_model, version
+        )
     decision = save_decision(config.registered_model, version, gate, report)
     print(publish_decision(decision, report))
     emit_decision_event(decision)

@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
 from llmops.flow_configs import ServeConfig
+from llmops.governance.keys import KeyStore, key_store
 from llmops.serving.app import ServerSettings, create_app
 from llmops.serving.champion import ModelSlot
 from llmops.serving.store import InferenceStore
@@ -26,16 +27,21 @@ from tasks.feedback import emit_feedback_event
 
 # NO_CACHE and no persisted result: the key must never be written into Prefect's storage.
 @task(cache_policy=NO_CACHE, persist_result=False)
-def load_api_key(require: bool, env_var: str, secret_block: str | None) -> SecretStr | None:
-    """The API key from the Secret block or the environment (masked in every repr and log);
-    None when keys are switched off."""
+def load_api_key(
+    require: bool, env_var: str, secret_block: str | None, keys: KeyStore | None
+) -> SecretStr | None:
+    """The single admin key from the Secret block or the environment (masked in every repr and
+    log); None when it is not set but `llmops keys` keys exist, or when keys are switched off."""
     if not require:
         return None
     key = Secret.load(secret_block).get() if secret_block else os.environ.get(env_var)
-    if not key:
+    if not key and not (keys and keys.load()):
         where = f"Prefect Secret block {secret_block!r}" if secret_block else f"${env_var}"
-        raise ValueError(f"no API key in {where}; set it, or set require_api_key: false")
-    return SecretStr(key)
+        raise ValueError(
+            f"no API key: set {where}, create keys with `llmops keys create`, "
+            "or set require_api_key: false"
+        )
+    return SecretStr(key) if key else None
 
 
 @task(cache_policy=NO_CACHE)
@@ -62,11 +68,18 @@ def publish_endpoint(config: ServeConfig, slot: ModelSlot, inference_log: str) -
 
 @task(cache_policy=NO_CACHE)
 def run_server(
-    config: ServeConfig, slot: ModelSlot, api_key: SecretStr | None, inference_log: str
+    config: ServeConfig,
+    slot: ModelSlot,
+    api_key: SecretStr | None,
+    keys: KeyStore | None,
+    inference_log: str,
 ) -> None:
     """Run uvicorn with the app until the process is told to stop."""
     settings = ServerSettings(
         api_key=api_key,
+        key_store=keys,
+        keys_refresh_seconds=config.keys_refresh_seconds,
+        api_key_name=config.api_key_secret_block or config.api_key_env,
         max_body_bytes=config.max_body_bytes,
         max_tokens_limit=config.max_tokens_limit,
         default_max_tokens=config.default_max_tokens,
@@ -86,8 +99,11 @@ def run_server(
 @flow(name="serve", log_prints=True)
 def serve(config: ServeConfig) -> None:
     """Load the champion and answer requests until stopped."""
-    api_key = load_api_key(config.require_api_key, config.api_key_env, config.api_key_secret_block)
+    keys = key_store(config.keys_secret_block) if config.require_api_key else None
+    api_key = load_api_key(
+        config.require_api_key, config.api_key_env, config.api_key_secret_block, keys
+    )
     inference_log = config.inference_log_url()
     slot = load_served_model(config.registered_model, config.alias, config.refresh_seconds)
     publish_endpoint(config, slot, inference_log)
-    run_server(config, slot, api_key, inference_log)
+    run_server(config, slot, api_key, keys, inference_log)

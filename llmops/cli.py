@@ -13,6 +13,7 @@ import typer  # noqa: E402
 from llmops.commands import (  # noqa: E402
     authoring,
     data,
+    governance,
     model,
     ops,
     serving,
@@ -28,7 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-for area in (data, training, model, serving, ops, stack, authoring):
+for area in (data, training, model, serving, governance, ops, stack, authoring):
     area.register(app)
 
 

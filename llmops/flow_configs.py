@@ -290,6 +290,14 @@ class ServeConfig(InferenceLogConfig):
     api_key_secret_block: str | None = Field(
         None, description="Prefect Secret block holding the key (wins over the environment)."
     )
+    keys_secret_block: str | None = Field(
+        None,
+        description="Prefect Secret block holding the keys of `llmops keys` (team stack); "
+        "default: <home>/keys.json.",
+    )
+    keys_refresh_seconds: float = Field(
+        5.0, gt=0.0, le=3600.0, description="How often keys are re-read (a revoked key's grace)."
+    )
     max_body_bytes: int = Field(65_536, ge=1024, le=16_777_216, description="Request size cap.")
     max_tokens_limit: int = Field(512, ge=1, le=8192, description="Largest max_tokens accepted.")
     default_max_tokens: int = Field(128, ge=1, le=8192, description="max_tokens when not sent.")

@@ -15,6 +15,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
 from llmops import store
+from llmops.governance import audit
 from llmops.model import registry
 from llmops.model.gate import GateDecision, GatePolicy, decide, settle
 from llmops.outputs import EvaluationReport, PromotionDecision
@@ -92,7 +93,9 @@ def decide_promotion(policy: GatePolicy, report: EvaluationReport) -> GateDecisi
     )
 
 
-def await_approval(decision: GateDecision, summary: str, timeout_s: int) -> GateDecision:
+def await_approval(
+    decision: GateDecision, summary: str, timeout_s: int, registered_model: str, version: str
+) -> GateDecision:
     """Pause the flow run until an operator approves or rejects in the Prefect UI; a timeout
     rejects. (Not a task: only a flow run can be paused.)"""
     create_markdown_artifact(summary, key="promotion-approval-request")
@@ -106,6 +109,8 @@ def await_approval(decision: GateDecision, summary: str, timeout_s: int) -> Gate
         )
     verdict = "approved" if answer.approve else "rejected"
     note = f"operator {verdict}" + (f": {answer.comment}" if answer.comment else "")
+    # The Prefect UI names no user (open-source server), so the run that asked is the actor.
+    audit.record(f"promotion.{verdict}", note, registered_model, version)
     return replace(decision, passed=answer.approve, reasons=[*decision.reasons, note])
 
 
@@ -133,6 +138,8 @@ def save_decision(
                 "gate_reasons": "; ".join(settled.reasons),
             },
         )
+        reasons = "; ".join(settled.reasons)
+        audit.record(f"promotion.{settled.verdict}", reasons, registered_model, version)
     return PromotionDecision(
         registered_model=registered_model,
         version=version,
@@ -200,7 +207,11 @@ def rollback_champion(registered_model: str) -> tuple[str, str]:
     """Under the model's lock, move champion back to previous-champion; returns (rolled-back,
     restored) versions."""
     with registry_lock(registered_model):
-        return registry.rollback(registered_model)
+        rolled_back, restored = registry.rollback(registered_model)
+        audit.record(
+            "rollback", f"v{rolled_back} replaced by v{restored}", registered_model, restored
+        )
+    return rolled_back, restored
 
 
 @task

@@ -1,18 +1,19 @@
 """The OpenAI-compatible REST app: chat/completions and completions (both with token-by-token
-SSE streaming), models, feedback, health and Prometheus metrics, behind a bearer API key.
+SSE streaming), models, feedback, health, Prometheus metrics and admin calls, behind bearer API
+keys with roles and per-key quotas.
 
 Built by `create_app`; `flows/serve.py` runs it under uvicorn. Any OpenAI client works against
 `http://HOST:PORT/v1`.
 """
 
 import asyncio
-import hmac
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -37,6 +38,10 @@ from pydantic import (
 )
 from starlette.routing import Match
 
+from llmops.governance import audit
+from llmops.governance.keys import KeyStore
+from llmops.governance.quotas import QuotaExceededError, Quotas, token_bound
+from llmops.serving.access import AccessDeniedError, Caller, KeyRing
 from llmops.serving.batching import (
     DynamicBatcher,
     GenerationRequest,
@@ -53,7 +58,9 @@ log = logging.getLogger("llmops.serving")
 class ServerSettings:
     """What the app enforces; filled from ServeConfig by the serve flow."""
 
-    api_key: SecretStr | None
+    api_key: (
+        SecretStr | None
+    )  # the single admin key ($LLMOPS_API_KEY); None with key_store None: no keys
     max_body_bytes: int
     max_tokens_limit: int
     default_max_tokens: int
@@ -61,6 +68,9 @@ class ServerSettings:
     max_batch: int
     batch_window_ms: float
     log_prompts: bool = False
+    key_store: KeyStore | None = None  # keys created with `llmops keys`
+    keys_refresh_seconds: float = 5.0
+    api_key_name: str = "LLMOPS_API_KEY"  # the name the single key goes by in logs and the audit
 
 
 def _well_formed(text: str) -> str:
@@ -154,6 +164,18 @@ class _Metrics:
             registry=self.registry,
         )
         self.tokens = Counter("llmops_tokens", "Tokens processed", ["kind"], registry=self.registry)
+        self.key_tokens = Counter(
+            "llmops_key_tokens",
+            "Tokens processed per API key and model version (cost accounting)",
+            ["key", "model_version", "kind"],
+            registry=self.registry,
+        )
+        self.key_requests = Counter(
+            "llmops_key_requests",
+            "Requests per API key by outcome (quota refusals included)",
+            ["key", "outcome"],
+            registry=self.registry,
+        )
         self.errors = Counter(
             "llmops_errors", "Failed requests", ["endpoint"], registry=self.registry
         )
@@ -171,10 +193,14 @@ class _Metrics:
         )
 
 
-def _error(status: int, message: str, kind: str) -> JSONResponse:
+def _error(
+    status: int, message: str, kind: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """An error body in OpenAI's shape, which its clients turn into typed exceptions."""
     return JSONResponse(
-        {"error": {"message": message, "type": kind, "code": status}}, status_code=status
+        {"error": {"message": message, "type": kind, "code": status}},
+        status_code=status,
+        headers=headers,
     )
 
 
@@ -186,6 +212,8 @@ def create_app(
 ) -> FastAPI:
     """The app serving `slot`'s model, logging to `store`, calling `on_feedback` per feedback."""
     metrics = _Metrics()
+    keyring = KeyRing(settings.key_store, settings.api_key, settings.api_key_name)
+    quotas = Quotas()
     batcher = DynamicBatcher(
         slot,
         store,
@@ -197,24 +225,46 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(keyring.reload)
         worker = asyncio.create_task(batcher.run())
+        key_reloads = asyncio.create_task(reload_keys())
         yield
+        key_reloads.cancel()
         worker.cancel()
         batcher.executor.shutdown(wait=True)
+
+    async def reload_keys() -> None:
+        """A revoked or new key takes effect within one refresh, without a restart."""
+        while True:
+            await asyncio.sleep(settings.keys_refresh_seconds)
+            await asyncio.to_thread(keyring.reload)
 
     app = FastAPI(title="llmops serving", lifespan=lifespan)
     app.state.batcher = batcher
 
-    async def require_key(request: Request) -> None:
-        if settings.api_key is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        # compare_digest: the time taken must not reveal how much of the key matched.
-        ok = scheme.lower() == "bearer" and hmac.compare_digest(
-            given.encode(), settings.api_key.get_secret_value().encode()
-        )
-        if not ok:
-            raise HTTPException(401, "missing or wrong API key (Authorization: Bearer <key>)")
+    async def caller(request: Request) -> Caller:
+        """The key's owner, if its role may call this route (401 without a valid key, 403 with
+        a key whose role may not)."""
+        try:
+            return keyring.identify(
+                request.headers.get("authorization", ""), _endpoint(app, request)
+            )
+        except AccessDeniedError as error:
+            raise HTTPException(error.status, str(error)) from error
+
+    def admit(who: Caller, request: GenerationRequest) -> int:
+        """Count the request against its key's limits (429 past them); the tokens reserved."""
+        text = request.prompt if isinstance(request.prompt, str) else json.dumps(request.prompt)
+        messages = 1 if isinstance(request.prompt, str) else len(request.prompt)
+        bound = token_bound(text, messages, request.max_tokens)
+        try:
+            reserved = quotas.admit(who.name, who.requests_per_minute, who.tokens_per_day, bound)
+        except QuotaExceededError as error:
+            metrics.key_requests.labels(who.name, "over_quota").inc()
+            raise HTTPException(
+                429, str(error), headers={"Retry-After": str(error.retry_after_s)}
+            ) from error
+        return reserved
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Callable[..., Any]) -> Response:
@@ -237,14 +287,17 @@ def create_app(
     async def http_error(_: Request, error: HTTPException) -> JSONResponse:
         kinds = {
             401: "authentication_error",
+            403: "permission_error",
             404: "not_found",
             413: "too_large",
+            429: "rate_limit_error",
             500: "server_error",
         }
         return _error(
             error.status_code,
             str(error.detail),
             kinds.get(error.status_code, "invalid_request_error"),
+            error.headers,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -263,19 +316,30 @@ def create_app(
             )
         return max_tokens
 
-    async def answer(request: GenerationRequest) -> GenerationResult:
+    async def answer(request: GenerationRequest, who: Caller) -> GenerationResult:
         started = time.perf_counter()
+        reserved = admit(who, request)
+        used = 0
         try:
             result = await batcher.submit(request)
+            used = result.prompt_tokens + result.completion_tokens
         except PromptRejectedError as error:
             raise HTTPException(error.status, str(error)) from error
         except Exception as error:
             metrics.errors.labels(request.endpoint).inc()
             log.exception("request %s failed", request.request_id)
             raise HTTPException(500, f"generation failed (request {request.request_id})") from error
+        finally:
+            quotas.settle(who.name, reserved, used)
         metrics.latency.labels(request.endpoint).observe(time.perf_counter() - started)
         metrics.tokens.labels("prompt").inc(result.prompt_tokens)
         metrics.tokens.labels("completion").inc(result.completion_tokens)
+        for kind, count in (
+            ("prompt", result.prompt_tokens),
+            ("completion", result.completion_tokens),
+        ):
+            metrics.key_tokens.labels(who.name, result.model_version, kind).inc(count)
+        metrics.key_requests.labels(who.name, "answered").inc()
         # Operators see ids, sizes and timing; the prompt only when they opted in, and redacted
         # like the inference log, since a log file is text at rest too.
         prompt = f" prompt={redact_text(request.prompt)!r}" if settings.log_prompts else ""
@@ -302,6 +366,7 @@ def create_app(
 
     async def answer_streamed(
         request: GenerationRequest,
+        who: Caller,
         max_tokens: int,
         stream_options: dict[str, Any] | None,
         kind: str,
@@ -327,7 +392,7 @@ def create_app(
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
         request.on_text = lambda piece: loop.call_soon_threadsafe(pieces.put_nowait, piece)
-        outcome = asyncio.ensure_future(answer(request))
+        outcome = asyncio.ensure_future(answer(request, who))
         # The generation thread queues every piece before its batch returns, and the outcome
         # settles only after that return, so this end marker always comes after the last piece.
         outcome.add_done_callback(lambda _: pieces.put_nowait(None))
@@ -378,8 +443,8 @@ def create_app(
         metrics.version.labels(slot.model_name, slot.version).set(1)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/models", dependencies=[Depends(require_key)])
-    async def models() -> dict[str, Any]:
+    @app.get("/v1/models")
+    async def models(_: Annotated[Caller, Depends(caller)]) -> dict[str, Any]:
         # Checked on the generation thread, so the answer is the version the next batch uses.
         await batcher.call(slot.refresh)
         return {
@@ -396,11 +461,15 @@ def create_app(
             ],
         }
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(require_key)])
-    async def chat(body: ChatCompletionRequest) -> Any:
+    @app.post("/v1/chat/completions")
+    async def chat(body: ChatCompletionRequest, who: Annotated[Caller, Depends(caller)]) -> Any:
         max_tokens = budget(body.max_completion_tokens or body.max_tokens)
         request = GenerationRequest(
-            [m.model_dump() for m in body.messages], max_tokens, body.temperature, "chat"
+            [m.model_dump() for m in body.messages],
+            max_tokens,
+            body.temperature,
+            "chat",
+            key_name=who.name,
         )
         if body.stream:
             opening = {
@@ -410,13 +479,14 @@ def create_app(
             }
             return await answer_streamed(
                 request,
+                who,
                 max_tokens,
                 body.stream_options,
                 "chat.completion.chunk",
                 _chat_choice,
                 opening,
             )
-        result = await answer(request)
+        result = await answer(request, who)
         return {
             "id": result.request_id,
             "object": "chat.completion",
@@ -433,18 +503,20 @@ def create_app(
             "usage": usage(result),
         }
 
-    @app.post("/v1/completions", dependencies=[Depends(require_key)])
-    async def completions(body: CompletionRequest) -> Any:
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest, who: Annotated[Caller, Depends(caller)]) -> Any:
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if len(prompts) != 1:
             raise HTTPException(422, "prompt: send exactly one prompt per request")
         max_tokens = budget(body.max_tokens)
-        request = GenerationRequest(prompts[0], max_tokens, body.temperature, "completions")
+        request = GenerationRequest(
+            prompts[0], max_tokens, body.temperature, "completions", key_name=who.name
+        )
         if body.stream:
             return await answer_streamed(
-                request, max_tokens, body.stream_options, "text_completion", _text_choice, None
+                request, who, max_tokens, body.stream_options, "text_completion", _text_choice, None
             )
-        result = await answer(request)
+        result = await answer(request, who)
         return {
             "id": result.request_id,
             "object": "text_completion",
@@ -462,8 +534,10 @@ def create_app(
             "usage": usage(result),
         }
 
-    @app.post("/v1/feedback", dependencies=[Depends(require_key)])
-    async def feedback(body: FeedbackRequest) -> dict[str, Any]:
+    @app.post("/v1/feedback")
+    async def feedback(
+        body: FeedbackRequest, _: Annotated[Caller, Depends(caller)]
+    ) -> dict[str, Any]:
         logged = await asyncio.to_thread(store.find_request, body.request_id)
         if logged is None:
             raise HTTPException(404, f"no logged request with id {body.request_id!r}")
@@ -484,6 +558,38 @@ def create_app(
         if on_feedback is not None:
             await asyncio.to_thread(on_feedback, stored)
         return {"object": "feedback", "stored": True, **stored}
+
+    async def audited(who: Caller, action: str, reason: str) -> None:
+        await asyncio.to_thread(
+            audit.record, action, reason, slot.model_name, None, f"key:{who.name}"
+        )
+
+    @app.post("/v1/admin/reload")
+    async def admin_reload(who: Annotated[Caller, Depends(caller)]) -> dict[str, Any]:
+        """Check the alias now, and re-read the keys, instead of waiting for the next refresh."""
+        before = slot.version
+        await batcher.call(slot.refresh)
+        await asyncio.to_thread(keyring.reload)
+        await audited(who, "admin.reload", f"served version v{before} -> v{slot.version}")
+        return {"object": "reload", "model": slot.model_name, "version": slot.version}
+
+    @app.get("/v1/admin/keys")
+    async def admin_keys(who: Annotated[Caller, Depends(caller)]) -> dict[str, Any]:
+        """The keys this server accepts: names, roles, limits and state, never the keys."""
+        await audited(who, "admin.keys.list", "listed the API keys")
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "name": k.name,
+                "role": k.role,
+                "hint": k.hint,
+                "state": k.refusal(now) or "active",
+                "requests_per_minute": k.requests_per_minute,
+                "tokens_per_day": k.tokens_per_day,
+            }
+            for k in keyring.by_hash.values()
+        ]
+        return {"object": "list", "data": rows}
 
     return app
 

@@ -53,6 +53,7 @@ class GenerationRequest:
     max_tokens: int
     temperature: float
     endpoint: str
+    key_name: str | None = None  # which API key asked (None with keys switched off)
     on_text: TextSink | None = None
     request_id: str = field(default_factory=lambda: f"req-{uuid.uuid4().hex}")
     received: float = field(default_factory=time.perf_counter)
@@ -211,6 +212,7 @@ def _log_row(request: GenerationRequest, result: GenerationResult) -> dict[str, 
         "request_id": result.request_id,
         "model_version": result.model_version,
         "endpoint": request.endpoint,
+        "key_name": request.key_name,
         "messages": messages,
         "response": result.text,
         "prompt_tokens": result.prompt_tokens,

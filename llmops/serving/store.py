@@ -31,6 +31,7 @@ REQUEST_COLUMNS = (
     "request_id",
     "model_version",
     "endpoint",
+    "key_name",
     "messages",
     "response",
     "prompt_tokens",

@@ -10,6 +10,7 @@ from flows.evaluate import evaluate
 from flows.promote import promote
 from flows.rollback import rollback
 from llmops.flow_configs import EvaluateConfig, PromoteConfig, RollbackConfig
+from llmops.governance.audit import AuditLog
 from llmops.model import registry
 from llmops.outputs import PromotionDecision
 
@@ -66,6 +67,23 @@ def test_gate_pass_fail_and_rollback(dataset: Path, tmp_path: Path) -> None:
         "champion": first.version,
     }
     assert registry.alias_version(name, registry.CHAMPION) == first.version
+
+    # 5. Every decision and the rollback are in the audit trail, with the flow run as actor,
+    # mirrored to the versions' MLflow tags, and the chain holds.
+    trail = AuditLog()
+    actions = [(e.action, e.version) for e in trail.entries(name)]
+    assert actions == [
+        ("promotion.promoted", first.version),
+        ("promotion.rejected", bad.version),
+        ("promotion.promoted", better.version),
+        ("rollback", first.version),
+    ]
+    assert all(e.actor.startswith("flow-run:") for e in trail.entries(name))
+    rejected = trail.entries(name)[1]
+    assert registry.version_tags(name, bad.version)[f"audit.{rejected.seq}"].endswith(
+        rejected.reason
+    )
+    assert trail.verify().intact
 
 
 def test_promote_rejects_a_missing_evaluation_run(dataset: Path) -> None:
