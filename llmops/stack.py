@@ -20,6 +20,7 @@ Prefect reads its settings.
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -47,6 +48,11 @@ WORKERS = tuple(f"worker-{pool}" for pool in POOLS)
 STARTUP_TIMEOUT_S = 180
 AUTOMATIONS = REPO / "deployments" / "automations.yaml"
 RESULT_STORAGE_BLOCK = "llmops-results"
+# The abuse alert's notification block, saved by `up` when the webhook's URL is set.
+ALERT_WEBHOOK_ENV = "LLMOPS_ALERT_WEBHOOK_URL"
+ALERT_WEBHOOK_BLOCK = "llmops-abuse-webhook"
+# How automations.yaml names a block, as prefect.yaml does: {{ prefect.blocks.<type>.<name> }}
+BLOCK_REFERENCE = re.compile(r"^\{\{\s*prefect\.blocks\.([\w-]+)\.([\w-]+)\s*\}\}$")
 DATABASES = ["prefect", "mlflow"]  # one per server on the team's PostgreSQL
 # Flow runs started by our workers send a heartbeat this often (Prefect's minimum), which the
 # requeue automation (deployments/automations.yaml) watches for lost workers.
@@ -346,24 +352,69 @@ def register(state: StackState, env: dict[str, str], report: Callable[[str], Non
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: f"{state.prefect_url}/api"}):
-        names = apply_automations()
+        if webhook_url := env.get(ALERT_WEBHOOK_ENV):
+            save_alert_webhook(webhook_url)
+            report(f"notification block {ALERT_WEBHOOK_BLOCK} saved (${ALERT_WEBHOOK_ENV})")
+        names, skipped = apply_automations()
         report(f"automations registered: {', '.join(names)} ({AUTOMATIONS.name})")
+        for line in skipped:
+            report(line)
         if state.store:
             set_result_storage(state.store)
             report(f"Prefect results kept in the store: {state.store}/prefect-results")
 
 
-def apply_automations() -> list[str]:
-    """Create or replace each automation of deployments/automations.yaml, by name."""
+def apply_automations() -> tuple[list[str], list[str]]:
+    """Create or replace each automation of deployments/automations.yaml, by name; return the
+    names registered and a line for each skipped because a block it names does not exist."""
     from prefect.automations import Automation
 
-    names = []
+    names, skipped = [], []
     for spec in yaml.safe_load(AUTOMATIONS.read_text())["automations"]:
+        try:
+            resolved = resolve_blocks(spec)
+        except LookupError as missing:
+            skipped.append(f"automation {spec['name']} skipped: {missing}")
+            continue
         with suppress(ValueError):  # Automation.read raises ValueError when none has the name
             Automation.read(name=spec["name"]).delete()
-        Automation.model_validate(spec).create()
+        Automation.model_validate(resolved).create()
         names.append(spec["name"])
-    return names
+    return names, skipped
+
+
+def resolve_blocks(spec: dict) -> dict:
+    """The automation with each action's block reference replaced by the block document's id
+    (the action schema takes an id, which differs per server); LookupError when one is missing."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    actions = []
+    for action in spec["actions"]:
+        reference = BLOCK_REFERENCE.match(str(action.get("block_document_id", "")))
+        if reference:
+            block_type, name = reference.groups()
+            try:
+                with get_client(sync_client=True) as client:
+                    block = client.read_block_document_by_name(name, block_type)
+            except ObjectNotFound:
+                hint = f"; set {ALERT_WEBHOOK_ENV} and run `llmops up` again"
+                raise LookupError(
+                    f"no {block_type} block named {name}"
+                    + (hint if name == ALERT_WEBHOOK_BLOCK else "")
+                ) from None
+            action = {**action, "block_document_id": str(block.id)}
+        actions.append(action)
+    return {**spec, "actions": actions}
+
+
+def save_alert_webhook(url: str) -> None:
+    """Save the abuse alert's notification block: a JSON POST of the subject and body to `url`."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    CustomWebhookNotificationBlock(
+        name=ALERT_WEBHOOK_BLOCK, url=url, json_data={"subject": "{{subject}}", "text": "{{body}}"}
+    ).save(ALERT_WEBHOOK_BLOCK, overwrite=True)
 
 
 def set_result_storage(store_url: str) -> None:

@@ -3,6 +3,7 @@ validate against the flow's config, every profile of every flow loads, and prefe
 what deployments/render.py renders from the profiles."""
 
 import importlib
+import uuid
 from pathlib import Path
 
 import pytest
@@ -77,9 +78,21 @@ def test_every_flow_is_a_deployment():
 def test_automations_validate_as_prefect_automations():
     from prefect.automations import Automation
 
+    from llmops.stack import BLOCK_REFERENCE
+
+    def with_block_ids(spec: dict) -> dict:
+        """Block references as `llmops up` resolves them, to a stand-in id."""
+        actions = [
+            {**a, "block_document_id": str(uuid.uuid4())}
+            if BLOCK_REFERENCE.match(str(a.get("block_document_id", "")))
+            else a
+            for a in spec["actions"]
+        ]
+        return {**spec, "actions": actions}
+
     specs = yaml.safe_load((ROOT / "deployments" / "automations.yaml").read_text())["automations"]
-    names = [Automation.model_validate(spec).name for spec in specs]
-    assert names == ["llmops-requeue-lost-finetune"]
+    names = [Automation.model_validate(with_block_ids(spec)).name for spec in specs]
+    assert names == ["llmops-requeue-lost-finetune", "llmops-abuse-alert"]
 
 
 def test_compose_file_is_the_team_topology():
