@@ -19,6 +19,7 @@ from tasks.evaluation import (
     describe_candidate,
     load_champion,
     load_eval_records,
+    measure_evaluation_cost,
     publish_evaluation_table,
     save_evaluation_report,
     save_evaluation_run,
@@ -44,6 +45,7 @@ def evaluate(config: EvaluateConfig) -> EvaluationReport:
         champion = score_model(champion_ref, *decoding)
         intervals["champion"] = compare_scores(candidate, champion, *bootstrap)
         scores.append(champion)
+    cost = measure_evaluation_cost(scores, config.cost)
     run_id = save_evaluation_run(
         config.experiment,
         dataset,
@@ -53,6 +55,7 @@ def evaluate(config: EvaluateConfig) -> EvaluationReport:
         candidate_ref,
         champion_ref,
         config.training_run_id,
+        cost,
     )
     report = EvaluationReport(
         run_id=run_id,
@@ -68,6 +71,7 @@ def evaluate(config: EvaluateConfig) -> EvaluationReport:
         examples=len(records),
         metrics=summarize_scores(scores),
         intervals=intervals,
+        cost=cost,
     )
     publish_evaluation_table(report)
     return save_evaluation_report(config.store_url(), report)

@@ -16,7 +16,9 @@ from llmops.outputs import TrainedAdapter
 from tasks.data import load_dataset
 from tasks.finetune import (
     load_finished_run,
+    load_seconds_per_step,
     load_training_records,
+    pick_training_device,
     plan_training_run,
     publish_training_summary,
     resolve_base_model,
@@ -39,14 +41,19 @@ def finetune(config: FinetuneConfig) -> TrainedAdapter:
     trained = load_finished_run(run)
     if trained is None:
         records = load_training_records(dataset)
+        device = pick_training_device()
         tags = {
             "dataset_id": dataset.dataset_id,
             "base_model": base.ref,
             "base_sha256": str(base.sha256),
             "config_fingerprint": fingerprint,
+            "device": device,
         }
         params = settings_params(config.lora(), config.train_settings())
         mlflow_run_id = start_training_run(config.experiment, run, params, tags)
+        seconds_per_step = load_seconds_per_step(
+            config.experiment, base.ref, device, config.train_settings()
+        )
         metrics = train_adapter(
             base,
             records,
@@ -55,6 +62,9 @@ def finetune(config: FinetuneConfig) -> TrainedAdapter:
             config.train_settings(),
             run,
             mlflow_run_id,
+            config.cost,
+            config.budget,
+            seconds_per_step,
         )
         trained = save_trained_adapter(run, mlflow_run_id, metrics, base, fingerprint, dataset)
     return publish_training_summary(trained)

@@ -45,9 +45,9 @@ class FlowConfig(BaseModel):
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(data)
 
-    def fingerprint(self) -> str:
-        """A stable short hash of the config's values (used in cache keys and tags)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+    def fingerprint(self, exclude: set[str] | None = None) -> str:
+        """A stable short hash of the config's values but `exclude` (used in cache keys, tags)."""
+        canonical = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -2,5 +2,13 @@
 traceback, and tasks never retry them (retrying cannot fix bad input)."""
 
 from llmops.data.errors import DataContractError, SourceUnreadableError
+from llmops.model.cost import BudgetExceededError
 
-USER_ERRORS = (FileNotFoundError, ValueError, LookupError, SourceUnreadableError, DataContractError)
+USER_ERRORS = (
+    FileNotFoundError,
+    ValueError,
+    LookupError,
+    SourceUnreadableError,
+    DataContractError,
+    BudgetExceededError,  # the run would cost more than its profile allows: fix the budget
+)

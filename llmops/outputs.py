@@ -9,6 +9,7 @@ deployment results (Prefect persisted results) carry them between hosts.
 from pydantic import BaseModel, ConfigDict
 
 from llmops import store
+from llmops.model.cost import ComputeCost
 from llmops.model.gate import Verdict
 from llmops.model.metrics import Interval
 
@@ -46,6 +47,7 @@ class TrainedAdapter(StageOutput):
     run_uri: str  # <store>/runs/<run_key>: checkpoints and the finished adapter
     metrics: dict[str, float]
     reused: bool = False  # True when an earlier run with the same key was found finished
+    cost: ComputeCost | None = None  # every attempt of the run (None: recorded before costs)
 
 
 class EvaluationReport(StageOutput):
@@ -64,6 +66,7 @@ class EvaluationReport(StageOutput):
     examples: int
     metrics: dict[str, dict[str, float]]  # model label -> metric -> mean
     intervals: dict[str, dict[str, Interval]]  # "base"/"champion" -> CI of candidate - it
+    cost: ComputeCost | None = None  # scoring done by this run (None: recorded before costs)
 
     @property
     def compared_to(self) -> str:

@@ -1,6 +1,7 @@
 """Prefect tasks of the evaluation flow: load the held-out split, score models, log results."""
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -10,12 +11,14 @@ from peft import PeftModel
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.runtime import flow_run
 from tqdm.auto import tqdm
 
 from llmops import store
 from llmops.datasets import read_split
 from llmops.model import metrics
 from llmops.model.adapters import adapter_sha256, fetch_adapter
+from llmops.model.cost import ComputeCost, CostSettings
 from llmops.model.generation import generate_batch
 from llmops.model.loading import load_model, load_tokenizer, resolve_base
 from llmops.model.registry import resolve_alias
@@ -44,6 +47,10 @@ class ModelScores:
     label: str
     predictions: list[str]
     per_example: dict[str, list[float]]
+    device: str  # what the scoring ran on ("cpu", "cuda")
+    device_seconds: float  # generation + scoring wall time (one device)
+    tokens: int  # prompt + generated tokens
+    flow_run_id: str | None  # the flow run that computed it (a cached score is an earlier one's)
 
 
 @task(**STORE_RETRIES)
@@ -98,16 +105,28 @@ def score_model(
     model.eval()
     conversations = [list(m) for m in records["messages"]]
     predictions: list[str] = []
+    tokens = 0
+    started = time.perf_counter()
     for start in tqdm(
         range(0, len(conversations), batch_size), desc=f"generate {model_ref.label}", unit="batch"
     ):
         batch = [prompt_messages(c) for c in conversations[start : start + batch_size]]
-        predictions += [
-            text for text, _, _ in generate_batch(model, tokenizer, batch, max_new_tokens)
-        ]
+        for text, prompt_tokens, new_tokens in generate_batch(
+            model, tokenizer, batch, max_new_tokens
+        ):
+            predictions.append(text)
+            tokens += prompt_tokens + new_tokens
     per_example = metrics.text_scores(predictions, [reference_response(c) for c in conversations])
     per_example["eval_loss"] = metrics.response_nll(model, tokenizer, conversations, batch_size)
-    return ModelScores(model_ref.label, predictions, per_example)
+    return ModelScores(
+        model_ref.label,
+        predictions,
+        per_example,
+        device=model.device.type,
+        device_seconds=time.perf_counter() - started,
+        tokens=tokens,
+        flow_run_id=flow_run.id,
+    )
 
 
 @task
@@ -116,6 +135,18 @@ def compare_scores(
 ) -> dict[str, metrics.Interval]:
     """Paired bootstrap CIs of candidate minus `other`, per metric."""
     return metrics.compare(candidate.per_example, other.per_example, confidence, n_resamples)
+
+
+@task
+def measure_evaluation_cost(scores: list[ModelScores], settings: CostSettings) -> ComputeCost:
+    """What this evaluation spent: the scores computed in this flow run, priced per device (a
+    score reused from Prefect's cache was paid for by an earlier run)."""
+    total = ComputeCost(currency=settings.currency)
+    for s in scores:
+        if s.flow_run_id == flow_run.id:
+            cost = ComputeCost.measured(s.device, 1, s.device_seconds, s.tokens, settings)
+            total = total.plus(cost)
+    return total
 
 
 @task
@@ -134,9 +165,10 @@ def save_evaluation_run(
     candidate: ModelUnderTest,
     champion: ModelUnderTest | None,
     training_run_id: str | None,
+    cost: ComputeCost,
 ) -> str:
-    """Log metrics, CIs, the per-example outputs table and the dataset input to a new MLflow
-    run (for people browsing MLflow); returns its id."""
+    """Log metrics, CIs, cost, the per-example outputs table and the dataset input to a new
+    MLflow run (for people browsing MLflow); returns its id."""
     mlflow_client()
     table = _outputs_table(records, scores)
     with mlflow.start_run(experiment_id=ensure_experiment(experiment)) as run:
@@ -168,6 +200,7 @@ def save_evaluation_run(
                 mlflow.log_metrics(
                     {prefix: ci.diff, f"{prefix}.ci_low": ci.low, f"{prefix}.ci_high": ci.high}
                 )
+        mlflow.log_metrics(cost.metrics())
         mlflow.log_table(table, artifact_file="eval_outputs.json")
         return run.info.run_id
 
@@ -196,11 +229,12 @@ def publish_evaluation_table(report: EvaluationReport) -> list[dict[str, str]]:
                 ci = by_metric[name]
                 row[f"candidate - {other}"] = f"{ci.diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]"
         rows.append(row)
+    spent = f" Cost: {report.cost.line()}." if report.cost is not None else ""
     create_table_artifact(
         table=rows,
         key="evaluation-summary",
         description="Candidate vs base vs champion on the held-out split "
-        f"(MLflow run {report.run_id}).",
+        f"(MLflow run {report.run_id}).{spent}",
     )
     return rows
 

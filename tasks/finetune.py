@@ -16,9 +16,17 @@ from llmops import store
 from llmops.datasets import read_split
 from llmops.home import home_path
 from llmops.model.adapters import adapter_sha256
-from llmops.model.loading import BaseModel, load_tokenizer, resolve_base
-from llmops.model.run_store import CheckpointMirror, TrainingRun, restore_checkpoint
+from llmops.model.cost import BudgetExceededError, ComputeCost, CostSettings, TrainingBudget
+from llmops.model.loading import BaseModel, load_tokenizer, pick_device, resolve_base
+from llmops.model.run_store import (
+    CheckpointMirror,
+    TrainingRun,
+    read_spent,
+    restore_checkpoint,
+    write_spent,
+)
 from llmops.model.training import (
+    CostMeter,
     LoraSettings,
     ThroughputCallback,
     TrainSettings,
@@ -28,6 +36,9 @@ from llmops.model.training import (
 from llmops.outputs import DatasetRef, TrainedAdapter
 from llmops.tracking import ensure_experiment, mlflow_client
 from tasks.policy import HOST_LOCAL, STORE_RETRIES
+
+# Why a run was stopped by its budget, on its MLflow run (removed when the run is resumed).
+STOPPED_REASON_TAG = "cost.stopped_reason"
 
 
 @task(**STORE_RETRIES)
@@ -69,15 +80,28 @@ def load_finished_run(run: TrainingRun) -> TrainedAdapter | None:
     return finished.model_copy(update={"reused": True})
 
 
+@task(cache_policy=HOST_LOCAL)
+def pick_training_device() -> str:
+    """The kind of device this host trains on ("cuda" or "cpu"): it prices the run."""
+    return pick_device().type
+
+
 @task
 def start_training_run(
     experiment: str, run: TrainingRun, params: dict[str, Any], tags: dict[str, str]
 ) -> str:
-    """The MLflow run of this training run: created once, reopened when a killed run resumes
-    (on this host or another)."""
+    """The MLflow run of this training run: created once, reopened when a killed or
+    budget-stopped run resumes (on this host or another)."""
     client = mlflow_client()
     if store.exists(run.mlflow_run_id_uri):
-        return store.read_text(run.mlflow_run_id_uri).strip()
+        run_id = store.read_text(run.mlflow_run_id_uri).strip()
+        reopened = client.get_run(run_id)
+        if STOPPED_REASON_TAG in reopened.data.tags:
+            client.delete_tag(run_id, STOPPED_REASON_TAG)
+        client.update_run(run_id, status="RUNNING")
+        for key, value in tags.items():  # the device may differ from the first attempt's
+            client.set_tag(run_id, key, value)
+        return run_id
     created = client.create_run(ensure_experiment(experiment), tags=tags, run_name=run.key)
     client.log_batch(
         created.info.run_id,
@@ -85,6 +109,30 @@ def start_training_run(
     )
     store.write_text(run.mlflow_run_id_uri, created.info.run_id)
     return created.info.run_id
+
+
+@task(**STORE_RETRIES)
+def load_seconds_per_step(
+    experiment: str, base_ref: str, device: str, settings: TrainSettings
+) -> float | None:
+    """Seconds per optimizer step of the newest finished training run with the same base
+    model, device and batch shape (the budget's projection), or None when there is none."""
+    client = mlflow_client()
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string=(
+            f"attributes.status = 'FINISHED' and tags.base_model = '{base_ref}' "
+            f"and tags.device = '{device}' and params.batch_size = '{settings.batch_size}' "
+            f"and params.grad_accum = '{settings.grad_accum}' "
+            "and metrics.final_seconds_per_step > 0"
+        ),
+        order_by=["attributes.end_time DESC"],
+        max_results=1,
+    )
+    return runs[0].data.metrics["final_seconds_per_step"] if runs else None
 
 
 @task(cache_policy=HOST_LOCAL)
@@ -96,9 +144,14 @@ def train_adapter(
     settings: TrainSettings,
     run: TrainingRun,
     mlflow_run_id: str,
+    cost: CostSettings,
+    budget: TrainingBudget,
+    seconds_per_step: float | None,
 ) -> dict[str, float]:
     """Encode the records and train the LoRA adapter, resuming from the store's newest complete
-    checkpoint and mirroring every new one there; metrics go to MLflow every `log_every` steps."""
+    checkpoint and mirroring every new one there; metrics and the cost so far go to MLflow
+    every `log_every` steps. A run stopped by its budget is recorded as such (MLflow tag
+    `cost.stopped_reason`, status KILLED, a Prefect artifact) and raises BudgetExceededError."""
     tokenizer = load_tokenizer(base)
     examples, dropped = encode_examples(tokenizer, records["messages"], max_seq_len)
     if not examples:
@@ -109,22 +162,34 @@ def train_adapter(
         metrics = [mlflow.entities.Metric(k, v, 0, step) for k, v in values.items()]
         client.log_batch(mlflow_run_id, metrics=metrics, synchronous=True)
 
+    def record_spent(spent: ComputeCost, step: int) -> None:
+        log_to_mlflow(spent.metrics(), step)
+        write_spent(run, spent)
+
     resume_from = restore_checkpoint(run)
     mirror = CheckpointMirror(run)
-    metrics = train_lora(
-        base,
-        tokenizer,
-        examples,
-        lora,
-        settings,
-        run.local_checkpoints,
-        run.local_adapter,
-        resume_from,
-        [ThroughputCallback(log_to_mlflow), mirror],
-    )
+    meter = CostMeter(cost, budget, seconds_per_step, read_spent(run), record_spent)
+    try:
+        metrics = train_lora(
+            base,
+            tokenizer,
+            examples,
+            lora,
+            settings,
+            run.local_checkpoints,
+            run.local_adapter,
+            resume_from,
+            [ThroughputCallback(log_to_mlflow), mirror, meter],
+        )
+    except BudgetExceededError as stop:
+        record_spent(stop.spent, stop.step)
+        _record_budget_stop(run, mlflow_run_id, stop)
+        raise
+    steps_run = metrics["global_step"] - metrics["resumed_from_step"]
     return {
         **metrics,
         **mirror.metrics(),
+        "seconds_per_step": metrics["train_seconds"] / steps_run if steps_run else 0.0,
         "examples": float(len(examples)),
         "dropped_examples": float(dropped),
     }
@@ -139,13 +204,17 @@ def save_trained_adapter(
     config_fingerprint: str,
     dataset: DatasetRef,
 ) -> TrainedAdapter:
-    """Log the adapter (not the base model) and the final metrics to the MLflow run, end it,
-    and store the adapter and its record under the run's key, the record last: from then on
-    any host reuses this run instead of training again."""
+    """Log the adapter (not the base model) and the final metrics and cost (all attempts) to
+    the MLflow run, end it, and store the adapter and its record under the run's key, the
+    record last: from then on any host reuses this run instead of training again."""
     client = mlflow_client()
     client.log_artifacts(mlflow_run_id, str(run.local_adapter), "adapter")
     for key, value in metrics.items():
         client.log_metric(mlflow_run_id, f"final_{key}", float(value))
+    cost = read_spent(run)
+    step = int(metrics["global_step"])
+    for key, value in cost.metrics().items():
+        client.log_metric(mlflow_run_id, key, value, step=step)
     client.set_terminated(mlflow_run_id)
     store.upload_dir(run.local_adapter, run.adapter_uri)
     trained = TrainedAdapter(
@@ -160,6 +229,7 @@ def save_trained_adapter(
         dataset_uri=dataset.uri,
         run_uri=run.uri,
         metrics=metrics,
+        cost=cost,
     )
     store.write_json(run.result_uri, trained.model_dump(mode="json"))
     return trained
@@ -170,6 +240,13 @@ def publish_training_summary(trained: TrainedAdapter) -> TrainedAdapter:
     """A markdown artifact saying what was trained (or reused) and where the adapter is."""
     metrics = trained.metrics
     verb = "reused a finished run" if trained.reused else "trained"
+    cost = (
+        f"- cost: {trained.cost.line()}"
+        + (" (recorded by the run; nothing new spent)" if trained.reused else "")
+        + "\n"
+        if trained.cost is not None
+        else ""
+    )
     upload = (
         f"- {metrics['checkpoint_saves']:.0f} checkpoints mirrored to the store, "
         f"{metrics['checkpoint_upload_seconds']:.2f} s and "
@@ -185,11 +262,28 @@ def publish_training_summary(trained: TrainedAdapter) -> TrainedAdapter:
         f"{metrics['resumed_from_step']:.0f}), train loss {metrics['train_loss']:.4f}, "
         f"{metrics['tokens_per_second']:.0f} tokens/s\n"
         f"{upload}"
+        f"{cost}"
         f"- adapter ({trained.adapter_bytes / 1e6:.2f} MB): `{trained.adapter_uri}`, "
         f"run folder `{trained.run_uri}`\n",
         key="finetune-summary",
     )
     return trained
+
+
+def _record_budget_stop(run: TrainingRun, mlflow_run_id: str, stop: BudgetExceededError) -> None:
+    """Say why the budget stopped the run: MLflow tag and status KILLED, a Prefect artifact."""
+    client = mlflow_client()
+    client.set_tag(mlflow_run_id, STOPPED_REASON_TAG, stop.reason)
+    client.set_terminated(mlflow_run_id, status="KILLED")
+    create_markdown_artifact(
+        f"# Fine-tuning stopped by its budget\n\n{stop.reason}\n\n"
+        f"- spent so far (every attempt): {stop.spent.line()}\n"
+        f"- MLflow run `{mlflow_run_id}` (status KILLED, tag `{STOPPED_REASON_TAG}`), "
+        f"run folder `{run.uri}`\n"
+        "- the same command with a larger `budget` resumes from the newest checkpoint and "
+        "counts what was already spent\n",
+        key="finetune-budget-stop",
+    )
 
 
 def settings_params(lora: LoraSettings, settings: TrainSettings) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.deployments import run_deployment
 
 from llmops.flow_configs import EvaluateConfig, FinetuneConfig, PromoteConfig
+from llmops.model.cost import ComputeCost
 from llmops.outputs import (
     DatasetRef,
     EvaluationReport,
@@ -79,8 +80,23 @@ def publish_pipeline_summary(
         f"Dataset `{dataset.dataset_id}` ({dataset.uri}), training run "
         f"`{trained.training_run_id}`, evaluation run `{report.run_id}`.\n\n"
         + "\n".join(f"- {r}" for r in decision.reasons)
-        + "\n\n| metric | candidate | base | candidate - base [CI] |\n|---|---|---|---|\n"
+        + f"\n\n{cost_line(trained, report)}\n"
+        + "\n| metric | candidate | base | candidate - base [CI] |\n|---|---|---|---|\n"
         + rows,
         key="training-pipeline-summary",
     )
     return PipelineResult(dataset=dataset, trained=trained, evaluation=report, decision=decision)
+
+
+def cost_line(trained: TrainedAdapter, report: EvaluationReport) -> str:
+    """The pipeline's cost: what this run spent on training and evaluation (a reused training
+    run spent nothing new: its recorded cost is shown beside)."""
+    if trained.cost is None or report.cost is None:
+        return "Cost: not recorded (a stage's output predates cost accounting)."
+    training = ComputeCost(currency=trained.cost.currency) if trained.reused else trained.cost
+    total = training.plus(report.cost)
+    reused = f" (reused run; it cost {trained.cost.line()} when trained)" if trained.reused else ""
+    return (
+        f"Cost: {total.line()} in all; training {training.line()}{reused}, "
+        f"evaluation {report.cost.line()}."
+    )

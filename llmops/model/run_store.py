@@ -7,6 +7,8 @@ lives in the store under runs/<key>/; the Trainer works in a local scratch folde
                                                        file, written last, says it is complete
     <store>/runs/<key>/adapter/                         the finished adapter
     <store>/runs/<key>/mlflow_run_id                    the MLflow run, reopened on resume
+    <store>/runs/<key>/cost.json                        device time and tokens spent so far,
+                                                       by every attempt (the budget counts it)
     <store>/runs/<key>/trained.json                     the TrainedAdapter, written last of all
 
 The Trainer writes checkpoint folders in place, so a process killed during a save leaves a
@@ -26,6 +28,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from llmops import store
+from llmops.model.cost import ComputeCost
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,10 @@ class TrainingRun:
         return store.join(self.uri, "mlflow_run_id")
 
     @property
+    def spent_uri(self) -> str:
+        return store.join(self.uri, "cost.json")
+
+    @property
     def local_checkpoints(self) -> Path:
         return self.work_dir / "checkpoints"
 
@@ -75,6 +82,18 @@ def complete_steps(run: TrainingRun) -> list[int]:
         if match and store.exists(store.join(run.checkpoints_uri, name, COMPLETE_MARKER)):
             steps.append(int(match.group(1)))
     return sorted(steps)
+
+
+def read_spent(run: TrainingRun) -> ComputeCost:
+    """What every attempt of the run has spent so far (nothing, before its first log)."""
+    if not store.exists(run.spent_uri):
+        return ComputeCost()
+    return ComputeCost.model_validate(store.read_json(run.spent_uri))
+
+
+def write_spent(run: TrainingRun, spent: ComputeCost) -> None:
+    """Record what the run has spent so far (all attempts), for the next attempt's budget."""
+    store.write_json(run.spent_uri, spent.model_dump(mode="json"))
 
 
 def restore_checkpoint(run: TrainingRun) -> Path | None:

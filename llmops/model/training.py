@@ -30,6 +30,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from llmops.model.cost import BudgetExceededError, ComputeCost, CostSettings, TrainingBudget
 from llmops.model.loading import BaseModel, load_model, pick_device
 from llmops.records import Message, prompt_messages
 
@@ -187,6 +188,123 @@ class ThroughputCallback(TrainerCallback):
         if self.sink is not None:
             numbers = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
             self.sink(numbers, state.global_step)
+
+
+class CostMeter(TrainerCallback):
+    """Measures a training run's cost (device time of the training loop x devices, non-padding
+    tokens) on top of what earlier attempts of the run spent, reports it to `sink` at every
+    log and at the end, and enforces `budget` (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: CostSettings,
+        budget: TrainingBudget | None = None,
+        seconds_per_step: float | None = None,
+        spent_before: ComputeCost | None = None,
+        sink: Callable[[ComputeCost, int], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.budget = budget if budget is not None and budget.is_set else None
+        self.known_seconds_per_step = seconds_per_step
+        self.spent_before = spent_before or ComputeCost(currency=settings.currency)
+        self.sink = sink
+        self.device, self.devices = "cpu", 1
+        self._start: tuple[float, int, int] | None = None  # (time, tokens seen, step)
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
+    ) -> None:
+        self.device = args.device.type
+        # DDP: world_size processes of one device each; DataParallel: one process, n_gpu devices.
+        self.devices = args.world_size * max(1, args.n_gpu)
+        self._start = (time.perf_counter(), state.num_input_tokens_seen, state.global_step)
+        if self.budget is None:
+            return
+        self._stop_if_over(
+            self.spent_before, state, "earlier attempts of this run spent", "stopped"
+        )
+        if self.known_seconds_per_step is not None:
+            self._check_projection(state, self.known_seconds_per_step, "an earlier finished run")
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
+    ) -> None:
+        if self.budget is None or self._start is None:
+            return
+        self._stop_if_over(self.spent(state), state, "spent", "aborted")
+        steps = state.global_step - self._start[2]
+        if self.known_seconds_per_step is None and steps == self.budget.warmup_steps:
+            measured = self.seconds_per_step(state) or 0.0
+            self._check_projection(state, measured, f"the first {steps} steps")
+
+    def on_log(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
+    ) -> None:
+        self._report(state)
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
+    ) -> None:
+        self._report(state)
+
+    def _report(self, state: TrainerState) -> None:
+        if self.sink is not None and self._start is not None:
+            self.sink(self.spent(state), state.global_step)
+
+    def spent(self, state: TrainerState) -> ComputeCost:
+        """What the run has cost so far: earlier attempts plus this one."""
+        if self._start is None:
+            return self.spent_before
+        started, tokens, _ = self._start
+        now = ComputeCost.measured(
+            self.device,
+            self.devices,
+            time.perf_counter() - started,
+            state.num_input_tokens_seen - tokens,
+            self.settings,
+        )
+        return self.spent_before.plus(now)
+
+    def seconds_per_step(self, state: TrainerState) -> float | None:
+        """Wall seconds per optimizer step in this attempt (None before its first step)."""
+        if self._start is None or state.global_step <= self._start[2]:
+            return None
+        return (time.perf_counter() - self._start[0]) / (state.global_step - self._start[2])
+
+    def _stop_if_over(self, spent: ComputeCost, state: TrainerState, what: str, verb: str) -> None:
+        """Stop now when `spent` is over the budget."""
+        assert self.budget is not None
+        limit = self.budget.exceeded_limit(spent)
+        if limit is not None:
+            raise BudgetExceededError(
+                f"budget: {what} {spent.line()}, over {limit}; {verb} at step "
+                f"{state.global_step} of {state.max_steps}",
+                spent,
+                state.global_step,
+            )
+
+    def _check_projection(self, state: TrainerState, seconds_per_step: float, source: str) -> None:
+        """Stop now when what is spent plus the remaining steps at `seconds_per_step` would go
+        over the budget."""
+        assert self.budget is not None
+        spent = self.spent(state)
+        remaining = max(0, state.max_steps - state.global_step)
+        projected = spent.plus(
+            ComputeCost.measured(
+                self.device, self.devices, remaining * seconds_per_step, 0, self.settings
+            )
+        )
+        limit = self.budget.exceeded_limit(projected)
+        if limit is not None:
+            raise BudgetExceededError(
+                f"budget: projected {projected.device_seconds:.1f} device-s, "
+                f"{projected.estimated:.4f} {projected.currency} ({spent.device_seconds:.1f} "
+                f"spent + {remaining} steps x {seconds_per_step:.2f} s/step x {self.devices} "
+                f"device(s), s/step from {source}) exceeds {limit}; "
+                f"stopped at step {state.global_step} of {state.max_steps}",
+                spent,
+                state.global_step,
+            )
 
 
 def make_trainer(

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from model_support import make_tiny_adapter, write_tiny_dataset
 
@@ -11,7 +12,9 @@ from flows.evaluate import evaluate
 from llmops import store
 from llmops.flow_configs import EvaluateConfig
 from llmops.model import registry
+from llmops.model.loading import load_tokenizer, resolve_base
 from llmops.outputs import EvaluationReport
+from llmops.records import prompt_messages
 
 
 @pytest.fixture
@@ -57,6 +60,43 @@ def test_evaluate_logs_metrics_table_and_dataset(config: EvaluateConfig) -> None
 
     artifact = Artifact.get("evaluation-summary")
     assert artifact is not None and "rougeL" in str(artifact.data)
+
+
+def test_evaluate_logs_its_cost_and_a_cached_score_costs_nothing(
+    tmp_path: Path, llmops_home: Path, prefect_harness: None
+) -> None:
+    # An adapter no other test scores, so the first run computes both scores itself.
+    adapter_dir, _ = make_tiny_adapter(tmp_path / "priced", seed=11, scale=0.3)
+    config = EvaluateConfig.from_profile(
+        "tiny",
+        dataset=str(write_tiny_dataset(tmp_path / "datasets")),
+        adapter=str(adapter_dir),
+        max_examples=2,
+        cost={"device_hourly_rate": {"cpu": 1.8}},
+    )
+    result = evaluate(config)
+    cost = result.cost
+    assert cost is not None and cost.device_seconds > 0
+    assert cost.estimated == pytest.approx(cost.device_seconds * 1.8 / 3600)
+    # Prompt + generated tokens of 2 examples for candidate and base, up to 8 new tokens each.
+    tokenizer = load_tokenizer(resolve_base("tiny-random"))
+    records = pd.read_parquet(Path(config.dataset) / "eval.parquet").head(2)
+    prompts = [
+        tokenizer.apply_chat_template(
+            prompt_messages(list(m)), add_generation_prompt=True, tokenize=False
+        )
+        for m in records["messages"]
+    ]
+    prompt_tokens = sum(
+        len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    )
+    assert 2 * prompt_tokens < cost.tokens <= 2 * (prompt_tokens + 2 * 8)
+    logged = mlflow.get_run(result.run_id).data.metrics
+    assert {k: logged[k] for k in cost.metrics()} == pytest.approx(cost.metrics())
+
+    again = evaluate(config)  # both scores come from Prefect's cache: nothing new spent
+    assert again.metrics == result.metrics
+    assert again.cost is not None and again.cost.device_seconds == again.cost.tokens == 0
 
 
 def test_evaluate_compares_with_the_champion(config: EvaluateConfig, tmp_path: Path) -> None:

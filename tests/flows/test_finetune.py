@@ -1,5 +1,6 @@
 """The fine-tuning flow on the tiny model, with real Prefect and MLflow on SQLite in a temp dir:
-adapter-only artifact, metrics logged, resume after a kill, reuse on rerun."""
+adapter-only artifact, metrics and cost logged, resume after a kill, reuse on rerun, the
+training budget."""
 
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from transformers import TrainerCallback
 import tasks.finetune
 from flows.finetune import finetune
 from llmops.flow_configs import FinetuneConfig
+from llmops.model.cost import BudgetExceededError
 from llmops.model.loading import resolve_base
 from llmops.tracking import mlflow_client
 
@@ -62,6 +64,16 @@ def test_finetune_logs_an_adapter_only_artifact_and_metrics(
     assert run.data.tags["base_sha256"] == result.base_sha256
     assert run.data.tags["config_fingerprint"] == result.config_fingerprint
     assert run.info.status == "FINISHED"
+    assert run.data.tags["device"] == "cpu" and "cost.stopped_reason" not in run.data.tags
+    # Cost: the training loop's wall time on one CPU, its non-padding tokens, the cpu rate.
+    cost = result.cost
+    assert cost is not None and cost.currency == "USD"
+    assert 0 < cost.device_seconds <= result.metrics["train_seconds"]
+    assert cost.tokens == result.metrics["tokens_seen"] > 0
+    rate = tiny_config(dataset).cost.device_hourly_rate["cpu"]
+    assert cost.estimated == pytest.approx(cost.device_seconds * rate / 3600)
+    assert {k: run.data.metrics[k] for k in cost.metrics()} == pytest.approx(cost.metrics())
+    assert run.data.metrics["final_seconds_per_step"] > 0
     # The run's state is in the store (the project home by default): three checkpoints
     # mirrored (every 2 of 6 steps), the two newest kept, the adapter and the record.
     assert result.run_uri.startswith(str(llmops_home / "runs"))
@@ -99,3 +111,57 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(
 def test_bad_dataset_is_a_clear_error(llmops_home: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a prepared dataset"):
         finetune(tiny_config(tmp_path))
+
+
+def test_a_budget_the_measured_throughput_cannot_meet_stops_before_training(
+    llmops_home: Path, tmp_path: Path
+) -> None:
+    from prefect.artifacts import Artifact
+
+    dataset = write_tiny_dataset(tmp_path)
+    finetune(tiny_config(dataset, max_steps=2))  # a finished run: its seconds per step
+    budget = {"max_device_seconds": 0.001}
+    with pytest.raises(BudgetExceededError) as stopped:
+        finetune(tiny_config(dataset, seed=1, budget=budget))
+    reason = str(stopped.value)
+    assert reason.startswith("budget: projected ")
+    assert "s/step from an earlier finished run" in reason
+    assert reason.endswith("exceeds max_device_seconds 0.001; stopped at step 0 of 6")
+
+    client = mlflow_client()
+    [run] = client.search_runs(
+        [client.get_experiment_by_name("llmops-finetune").experiment_id],
+        filter_string="tags.`cost.stopped_reason` != ''",
+    )
+    assert run.info.status == "KILLED"
+    assert run.data.tags["cost.stopped_reason"] == reason
+    assert client.get_metric_history(run.info.run_id, "loss") == []  # not one step trained
+    artifact = Artifact.get("finetune-budget-stop")
+    assert artifact is not None and reason in str(artifact.data)
+
+
+def test_a_run_over_its_budget_is_aborted_and_its_resume_counts_the_spend(
+    llmops_home: Path, tmp_path: Path
+) -> None:
+    dataset = write_tiny_dataset(tmp_path)
+    # No earlier run and a warm-up longer than the run: only the check while running applies.
+    budget = {"max_device_seconds": 1e-6, "warmup_steps": 100}
+    with pytest.raises(
+        BudgetExceededError, match="over max_device_seconds 1e-06; aborted at step 1 of 2"
+    ):
+        finetune(tiny_config(dataset, max_steps=2, budget=budget))
+    client = mlflow_client()
+    [run] = client.search_runs([client.get_experiment_by_name("llmops-finetune").experiment_id])
+    assert (
+        run.info.status == "KILLED" and "aborted at step 1" in run.data.tags["cost.stopped_reason"]
+    )
+    stopped_spent = run.data.metrics["cost.device_seconds"]
+    assert stopped_spent > 1e-6
+
+    # Without the budget (it is no part of the run's key) the same run carries on, and its cost
+    # includes what the stopped attempt spent.
+    result = finetune(tiny_config(dataset, max_steps=2))
+    assert result.training_run_id == run.info.run_id and result.cost is not None
+    assert result.cost.device_seconds > stopped_spent
+    reopened = client.get_run(result.training_run_id)
+    assert reopened.info.status == "FINISHED" and "cost.stopped_reason" not in reopened.data.tags

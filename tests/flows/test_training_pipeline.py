@@ -45,10 +45,18 @@ def test_pipeline_runs_end_to_end_and_caches(
     assert tags["gate_decision"] == decision.verdict
     assert set(first.evaluation.intervals["base"]) >= {"bleu", "rougeL", "eval_loss"}
 
+    from prefect.artifacts import Artifact
+
+    assert first.trained.cost is not None and first.evaluation.cost is not None
+    summary = str(Artifact.get("training-pipeline-summary").data)
+    assert f"training {first.trained.cost.line()}, evaluation" in summary
+
     second = training_pipeline(config)
     # Same data and config: no retraining, the same registered version.
     assert second.dataset == first.dataset
     assert second.trained.reused
+    assert second.trained.cost == first.trained.cost  # the recorded cost; nothing new spent
+    assert "(reused run; it cost" in str(Artifact.get("training-pipeline-summary").data)
     assert second.trained.training_run_id == first.trained.training_run_id
     assert second.decision.version == decision.version
     if decision.verdict == "promoted":
