@@ -21,6 +21,7 @@ from llmops.flow_configs import ServeConfig
 from llmops.governance.keys import KeyStore, key_store
 from llmops.serving.app import ServerSettings, create_app
 from llmops.serving.champion import ModelSlot
+from llmops.serving.guardrails import Guardrail, GuardrailSettings, emit_abuse_event
 from llmops.serving.store import InferenceStore
 from tasks.feedback import emit_feedback_event
 
@@ -51,6 +52,12 @@ def load_served_model(registered_model: str, alias: str, refresh_seconds: float)
 
 
 @task(cache_policy=NO_CACHE)
+def load_guardrail(settings: GuardrailSettings) -> Guardrail | None:
+    """The prompt screen (reference set embedded once), or None when the policy is off."""
+    return None if settings.policy == "off" else Guardrail(settings)
+
+
+@task(cache_policy=NO_CACHE)
 def publish_endpoint(config: ServeConfig, slot: ModelSlot, inference_log: str) -> None:
     """A markdown artifact saying what is served where (no secrets in it)."""
     days = config.raw_text_retention_days
@@ -60,7 +67,9 @@ def publish_endpoint(config: ServeConfig, slot: ModelSlot, inference_log: str) -
         f"- OpenAI base URL: `http://{config.host}:{config.port}/v1`\n"
         f"- API key required: {config.require_api_key}\n"
         f"- Inference log: `{inference_log}` (PII redacted; {raw_text})\n"
-        f"- Batching: up to {config.max_batch} requests, {config.batch_window_ms} ms window\n",
+        f"- Batching: up to {config.max_batch} requests, {config.batch_window_ms} ms window\n"
+        f"- Guardrails: {config.guardrails.policy} (threshold {config.guardrails.threshold}, "
+        f"reference set {config.guardrails.reference_set})\n",
         key="serving-endpoint",
         description="The model version this server answers with",
     )
@@ -72,12 +81,14 @@ def run_server(
     slot: ModelSlot,
     api_key: SecretStr | None,
     keys: KeyStore | None,
+    guardrail: Guardrail | None,
     inference_log: str,
 ) -> None:
     """Run uvicorn with the app until the process is told to stop."""
     settings = ServerSettings(
         api_key=api_key,
         key_store=keys,
+        guardrail=guardrail,
         keys_refresh_seconds=config.keys_refresh_seconds,
         api_key_name=config.api_key_secret_block or config.api_key_env,
         max_body_bytes=config.max_body_bytes,
@@ -89,8 +100,9 @@ def run_server(
         log_prompts=config.log_prompts,
     )
     on_feedback = partial(emit_feedback_event, model_name=slot.model_name)
+    on_abuse = partial(emit_abuse_event, model_name=slot.model_name)
     store = InferenceStore(inference_log, config.raw_text_retention_days)
-    app = create_app(settings, slot, store, on_feedback)
+    app = create_app(settings, slot, store, on_feedback, on_abuse)
     logging.getLogger("llmops.serving").setLevel(logging.INFO)
     # access_log off: uvicorn's access lines are ours already, with ids instead of client IPs.
     uvicorn.run(app, host=config.host, port=config.port, access_log=False, log_level="info")
@@ -105,5 +117,6 @@ def serve(config: ServeConfig) -> None:
     )
     inference_log = config.inference_log_url()
     slot = load_served_model(config.registered_model, config.alias, config.refresh_seconds)
+    guardrail = load_guardrail(config.guardrails)
     publish_endpoint(config, slot, inference_log)
-    run_server(config, slot, api_key, keys, inference_log)
+    run_server(config, slot, api_key, keys, guardrail, inference_log)

@@ -13,8 +13,10 @@ from pydantic import Field, field_validator, model_validator
 from llmops import store
 from llmops.config import FlowConfig, load_profile_data
 from llmops.data.dedup import MinHashSettings
+from llmops.model.cost import CostSettings, TrainingBudget
 from llmops.model.gate import GatePolicy
 from llmops.model.training import LoraSettings, TrainSettings
+from llmops.serving.guardrails import GuardrailSettings
 
 SAMPLE_DATA = "data/sample"
 SAMPLE_CONTRACT = "data_contracts/support_conversations.yaml"
@@ -100,6 +102,14 @@ class FinetuneConfig(FlowConfig):
     log_every: int = Field(5, ge=1, description="Log loss, lr and tokens/s every N steps.")
     seed: int = Field(0, description="Random seed (weights init, data order).")
     experiment: str = Field("llmops-finetune", description="MLflow experiment of training runs.")
+    cost: CostSettings = Field(
+        default_factory=CostSettings, description="Hourly rate per device kind, currency."
+    )
+    budget: TrainingBudget = Field(
+        default_factory=TrainingBudget,
+        description="Stop a run projected to exceed max_cost / max_device_seconds before it "
+        "starts (or after warmup_steps), abort one that exceeds it while running.",
+    )
 
     def lora(self) -> LoraSettings:
         """The peft settings."""
@@ -122,9 +132,10 @@ class FinetuneConfig(FlowConfig):
 
     def training_fingerprint(self) -> str:
         """Hash of everything that changes the trained weights (not where the data lives, nor
-        the store or MLflow experiment): equal fingerprints, data and base give equal runs."""
+        the store or MLflow experiment, nor prices and budget): equal fingerprints, data and
+        base give equal runs."""
         where = {"dataset": "", "experiment": "", "store": None}
-        return self.model_copy(update=where).fingerprint()
+        return self.model_copy(update=where).fingerprint(exclude={"cost", "budget"})
 
 
 class EvaluateConfig(FlowConfig):
@@ -155,6 +166,9 @@ class EvaluateConfig(FlowConfig):
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Bootstrap confidence level.")
     n_resamples: int = Field(1000, ge=100, le=100_000, description="Bootstrap resamples.")
     experiment: str = Field("llmops-evaluation", description="MLflow experiment of eval runs.")
+    cost: CostSettings = Field(
+        default_factory=CostSettings, description="Hourly rate per device kind, currency."
+    )
 
 
 class PromoteConfig(FlowConfig):
@@ -297,6 +311,10 @@ class ServeConfig(InferenceLogConfig):
     )
     keys_refresh_seconds: float = Field(
         5.0, gt=0.0, le=3600.0, description="How often keys are re-read (a revoked key's grace)."
+    )
+    guardrails: GuardrailSettings = Field(
+        default_factory=GuardrailSettings,
+        description="Screening of prompts for injection, jailbreaks, exfiltration and abuse.",
     )
     max_body_bytes: int = Field(65_536, ge=1024, le=16_777_216, description="Request size cap.")
     max_tokens_limit: int = Field(512, ge=1, le=8192, description="Largest max_tokens accepted.")

@@ -5,7 +5,9 @@ LoRA adapter merged into it gives non-empty, prompt-dependent text, so streamed 
 answers can be compared for real.
 """
 
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -48,3 +50,19 @@ def home_with_talking_champion(home: Path, model_name: str) -> Path:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
         register_talking_champion(model_name, home, seed=TALKING_SEED, scale=1.0)
     return home
+
+
+def wait_for_event(name: str, key: str, value: str) -> Any:
+    """The event carrying payload[key] == value; events reach the server asynchronously."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            page = client.read_events(EventFilter(event=EventNameFilter(name=[name])), limit=50)
+            found = [e for e in page.events if e.payload.get(key) == value]
+            if found:
+                return found[0]
+            time.sleep(0.5)
+    raise AssertionError(f"no {name} event with {key}={value}")

@@ -21,11 +21,17 @@ keys = typer.Typer(
     help="API keys for `llmops serve`, each with a role: inference (chat, completions, models), "
     "feedback (feedback only) or admin (everything, /v1/admin/* too). Stored hashed; a key is "
     "shown once, when created. A running server picks up changes within its keys_refresh_seconds.",
+    epilog="Example: KEY=$(llmops keys create --name web-app --role inference "
+    "--requests-per-minute 60 --tokens-per-day 200000); clients then send "
+    "'Authorization: Bearer $KEY' (the OpenAI client's api_key). Past a limit the server answers "
+    "429 with Retry-After.",
     no_args_is_help=True,
 )
 audit = typer.Typer(
     help="The audit trail: promotions, rollbacks, approvals, key changes and admin calls, "
     "hash-chained in <home>/audit.jsonl.",
+    epilog="Examples: llmops audit --model llmops-assistant (the model's history); "
+    "llmops audit verify (exit 1 if any entry was changed, dropped or reordered).",
     invoke_without_command=True,
 )
 
@@ -125,8 +131,7 @@ def history(
 
 @audit.command("verify")
 def verify() -> None:
-    """Check the hash chain: exit 1 and name the first entry that was changed, dropped or
-    reordered."""
+    """Check the hash chain; exit 1 naming the first entry changed, dropped or reordered."""
     from llmops.governance.audit import AuditLog
 
     log = AuditLog()

@@ -24,6 +24,11 @@ def serve(
     no_api_key: bool = typer.Option(
         False, "--no-api-key", help="Accept requests without a key (local experiments only)."
     ),
+    guardrails: str | None = typer.Option(
+        None,
+        help="Prompt screening policy: block (400), flag (answer and record) or off "
+        "(default: the profile's).",
+    ),
 ) -> None:
     """Serve the champion over an OpenAI-compatible API (key from $LLMOPS_API_KEY)."""
     from flows.serve import serve as serve_flow
@@ -38,6 +43,11 @@ def serve(
         inference_log=inference_log,
         require_api_key=False if no_api_key else None,
     )
+    if guardrails is not None:
+        if guardrails not in ("block", "flag", "off"):
+            raise typer.BadParameter("block, flag or off", param_hint="--guardrails")
+        screening = config.guardrails.model_copy(update={"policy": guardrails})
+        config = config.model_copy(update={"guardrails": screening})
     serve_flow(config)
 
 

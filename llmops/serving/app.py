@@ -49,6 +49,7 @@ from llmops.serving.batching import (
     PromptRejectedError,
 )
 from llmops.serving.champion import ModelSlot
+from llmops.serving.guardrails import Guardrail, Screening, blocked_error, guardrail_action
 from llmops.serving.store import InferenceStore, redact_text, utc_now
 
 log = logging.getLogger("llmops.serving")
@@ -69,6 +70,7 @@ class ServerSettings:
     batch_window_ms: float
     log_prompts: bool = False
     key_store: KeyStore | None = None  # keys created with `llmops keys`
+    guardrail: Guardrail | None = None  # screens prompts before generation; None: off
     keys_refresh_seconds: float = 5.0
     api_key_name: str = "LLMOPS_API_KEY"  # the name the single key goes by in logs and the audit
 
@@ -179,6 +181,12 @@ class _Metrics:
         self.errors = Counter(
             "llmops_errors", "Failed requests", ["endpoint"], registry=self.registry
         )
+        self.guardrail = Counter(
+            "llmops_guardrail",
+            "Requests the guardrail flagged or blocked, by category",
+            ["category", "action"],
+            registry=self.registry,
+        )
         self.batch = Histogram(
             "llmops_batch_size",
             "Requests per generate batch",
@@ -209,8 +217,10 @@ def create_app(
     slot: ModelSlot,
     store: InferenceStore,
     on_feedback: Callable[[dict[str, Any]], None] | None = None,
+    on_abuse: Callable[[str, str | None, str, str], None] | None = None,
 ) -> FastAPI:
-    """The app serving `slot`'s model, logging to `store`, calling `on_feedback` per feedback."""
+    """The app serving `slot`'s model, logging to `store`, calling `on_feedback` per feedback
+    and `on_abuse(category, key_name, action, version)` per flagged or blocked request."""
     metrics = _Metrics()
     keyring = KeyRing(settings.key_store, settings.api_key, settings.api_key_name)
     quotas = Quotas()
@@ -251,6 +261,44 @@ def create_app(
             )
         except AccessDeniedError as error:
             raise HTTPException(error.status, str(error)) from error
+
+    async def screen(request: GenerationRequest, who: Caller) -> JSONResponse | None:
+        """Screen the prompt (every message of a chat) before generation: the 400 to send when
+        the policy blocks it, else None (a flagged request is answered and recorded)."""
+        if settings.guardrail is None:
+            return None
+        text = (
+            request.prompt
+            if isinstance(request.prompt, str)
+            else "\n".join(m["content"] for m in request.prompt)
+        )
+        # Off the event loop: an encode takes tens of ms of CPU.
+        screening: Screening = (await asyncio.to_thread(settings.guardrail.screen, [text]))[0]
+        action = guardrail_action(settings.guardrail.settings.policy, screening)
+        if action is None:
+            return None
+        metrics.guardrail.labels(screening.category, action).inc()
+        log.warning(
+            "guardrail %s request %s from key %s: %s (%s)",
+            action,
+            request.request_id,
+            who.name,
+            screening.category,
+            screening.matched,
+        )
+        if on_abuse is not None:
+            version = slot.version
+            await asyncio.to_thread(
+                on_abuse,
+                category=screening.category,
+                key_name=who.name,
+                action=action,
+                version=version,
+            )
+        if action == "blocked":
+            return JSONResponse(blocked_error(screening), status_code=400)
+        request.flagged = screening.category
+        return None
 
     def admit(who: Caller, request: GenerationRequest) -> int:
         """Count the request against its key's limits (429 past them); the tokens reserved."""
@@ -471,6 +519,8 @@ def create_app(
             "chat",
             key_name=who.name,
         )
+        if refusal := await screen(request, who):
+            return refusal
         if body.stream:
             opening = {
                 "index": 0,
@@ -512,6 +562,8 @@ def create_app(
         request = GenerationRequest(
             prompts[0], max_tokens, body.temperature, "completions", key_name=who.name
         )
+        if refusal := await screen(request, who):
+            return refusal
         if body.stream:
             return await answer_streamed(
                 request, who, max_tokens, body.stream_options, "text_completion", _text_choice, None

@@ -54,6 +54,7 @@ class GenerationRequest:
     temperature: float
     endpoint: str
     key_name: str | None = None  # which API key asked (None with keys switched off)
+    flagged: str | None = None  # the guardrail's category, when it flagged the prompt
     on_text: TextSink | None = None
     request_id: str = field(default_factory=lambda: f"req-{uuid.uuid4().hex}")
     received: float = field(default_factory=time.perf_counter)
@@ -213,6 +214,7 @@ def _log_row(request: GenerationRequest, result: GenerationResult) -> dict[str, 
         "model_version": result.model_version,
         "endpoint": request.endpoint,
         "key_name": request.key_name,
+        "flagged": request.flagged,
         "messages": messages,
         "response": result.text,
         "prompt_tokens": result.prompt_tokens,

@@ -23,8 +23,6 @@ import numpy as np
 from prefect.events import emit_event
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmops.monitoring.embeddings import embed_texts
-
 CATEGORIES = ("prompt_injection", "jailbreak", "exfiltration", "abuse")
 ABUSE_EVENT = "llmops.abuse.detected"
 
@@ -192,7 +190,11 @@ class Guardrail:
     another customer's reset link; with them, the nearest neighbour is the ordinary question.
     """
 
-    def __init__(self, settings: GuardrailSettings, encode: Encoder = embed_texts) -> None:
+    def __init__(self, settings: GuardrailSettings, encode: Encoder | None = None) -> None:
+        if encode is None:
+            # Imported here: sentence-transformers takes seconds to import, and the settings
+            # above are read by every command that loads a serve profile.
+            from llmops.monitoring.embeddings import embed_texts as encode
         self.settings = settings
         self.encode = encode
         self.references = load_reference_set(settings.reference_set)

@@ -32,6 +32,7 @@ REQUEST_COLUMNS = (
     "model_version",
     "endpoint",
     "key_name",
+    "flagged",
     "messages",
     "response",
     "prompt_tokens",

@@ -13,13 +13,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
 import pytest
 from net_support import free_port
-from serving_support import TALKING_SEED, register_talking_champion
+from serving_support import TALKING_SEED, register_talking_champion, wait_for_event
 
 MODEL = "serve-test-assistant"
 KEY = "test-key-123"
@@ -215,25 +214,9 @@ def test_feedback_round_trip_emits_event_and_exports_a_record(server: Server) ->
             ],
         }
     ]
-    mine = _wait_for_event("llmops.feedback.received", "request_id", reply.id)
+    mine = wait_for_event("llmops.feedback.received", "request_id", reply.id)
     assert mine.resource["llmops.model.version"] == stored["model_version"]
     assert mine.payload["has_correction"] is True
-
-
-def _wait_for_event(name: str, key: str, value: str) -> Any:
-    """The event carrying payload[key] == value; events reach the server asynchronously."""
-    from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter
-
-    deadline = time.monotonic() + 30
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            page = client.read_events(EventFilter(event=EventNameFilter(name=[name])), limit=50)
-            found = [e for e in page.events if e.payload.get(key) == value]
-            if found:
-                return found[0]
-            time.sleep(0.5)
-    raise AssertionError(f"no {name} event with {key}={value}")
 
 
 def test_inference_log_keeps_every_request(server: Server) -> None:
@@ -389,20 +372,25 @@ def test_serve_profiles_validate_and_limits_are_checked() -> None:
 
 
 def test_api_key_comes_from_secret_block_or_environment(
-    prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+    prefect_harness: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from prefect.blocks.system import Secret
 
     from flows.serve import load_api_key
+    from llmops.governance.keys import FileKeyStore, create_key
 
     Secret(value="from-block").save("serve-test-key", overwrite=True)
     monkeypatch.setenv("SERVE_TEST_KEY", "from-env")
-    from_block = load_api_key.fn(True, "SERVE_TEST_KEY", "serve-test-key")
-    from_env = load_api_key.fn(True, "SERVE_TEST_KEY", None)
+    from_block = load_api_key.fn(True, "SERVE_TEST_KEY", "serve-test-key", None)
+    from_env = load_api_key.fn(True, "SERVE_TEST_KEY", None, None)
     assert from_block.get_secret_value() == "from-block"
     assert from_env.get_secret_value() == "from-env"
     assert "from-env" not in f"{from_env} {from_env!r}"  # masked wherever it is printed
-    assert load_api_key.fn(False, "SERVE_TEST_KEY", None) is None
+    assert load_api_key.fn(False, "SERVE_TEST_KEY", None, None) is None
     monkeypatch.delenv("SERVE_TEST_KEY")
-    with pytest.raises(ValueError, match=r"no API key in \$SERVE_TEST_KEY"):
-        load_api_key.fn(True, "SERVE_TEST_KEY", None)
+    with pytest.raises(ValueError, match=r"no API key: set \$SERVE_TEST_KEY, create keys"):
+        load_api_key.fn(True, "SERVE_TEST_KEY", None, None)
+    # Keys made with `llmops keys` are enough on their own: no single key needed then.
+    keys = FileKeyStore(tmp_path / "keys.json")
+    create_key(keys, "app", "inference")
+    assert load_api_key.fn(True, "SERVE_TEST_KEY", None, keys) is None
