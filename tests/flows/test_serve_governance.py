@@ -121,7 +121,9 @@ def test_a_revoked_key_is_refused_without_a_restart(served: Served) -> None:
         0.1,
     )
     # keys_refresh_seconds is 0.5 in the tiny profile.
-    assert time.monotonic() - revoked_at < 3.0
+    refused_after = time.monotonic() - revoked_at
+    print(f"revoked key refused {refused_after:.2f} s after `llmops keys revoke` returned")
+    assert refused_after < 3.0
 
 
 def test_requests_per_minute_hold_under_16_concurrent_clients(served: Served) -> None:
@@ -145,6 +147,10 @@ def test_tokens_per_day_hold_under_16_concurrent_clients(served: Served) -> None
     refused = [r for r in responses if r.status_code == 429]
     used = sum(r.json()["usage"]["total_tokens"] for r in answered)
     assert answered and refused and len(answered) + len(refused) == 48
+    print(
+        f"tokens/day 600, 16 clients: {len(answered)} answered using {used} tokens, "
+        f"{len(refused)} refused with 429"
+    )
     assert used <= 600
     assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
     metrics = httpx.get(f"{served.base_url}/metrics").text
