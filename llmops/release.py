@@ -73,3 +73,30 @@ def ended(release: Release, state: State, reason: str) -> Release:
     return release.model_copy(
         update={"state": state, "reason": reason, "ended_at": datetime.now(UTC)}
     )
+
+
+def open_release(
+    model: str,
+    version: str,
+    champion_version: str | None,
+    mode: Mode,
+    share: float,
+    supersede: bool = False,
+) -> Release:
+    """Write a running release of `version` against `champion_version` and return it. Call it
+    under the model's registry lock: it reads the current release and writes a new one.
+
+    A release already running is an error, unless `supersede`, which ends it as stopped."""
+    if champion_version is None:
+        raise LookupError(f"{model} has no champion to compare a release with")
+    if version == champion_version:
+        raise ValueError(f"v{version} is already the champion of {model}: nothing to release")
+    current = read_release(model)
+    if current is not None and current.running:
+        if not supersede:
+            raise ValueError(
+                f"a {current.mode} release of v{current.version} is already running on {model} "
+                "(`llmops release stop` ends it)"
+            )
+        write_release(ended(current, "stopped", f"superseded by a release of v{version}"))
+    return write_release(new_release(model, version, champion_version, mode, share))
