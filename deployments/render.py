@@ -37,6 +37,11 @@ def retrain_trigger(
         # A plain string: Prefect renders templates in mapping values, not inside lists.
         "new_data": new_data or [],
     }
+    return event_trigger(config, name, event, **rule)
+
+
+def event_trigger(config: dict[str, Any], name: str, event: str, **rule: Any) -> dict[str, Any]:
+    """A deployment trigger on `event` (from any llmops resource) running with `config`."""
     return {
         "name": name,  # what the Automations page shows
         "type": "event",
@@ -130,6 +135,26 @@ DEPLOYMENTS: list[dict[str, Any]] = [
         "GPU pool -> evaluate -> promote), run by hand.",
     },
     {
+        "file": "release",
+        "flow": "release",
+        "name": "release-watch",
+        "pool": "cpu",
+        "concurrency_limit": 1,
+        # Every evaluation_interval_s of the profile: a guard breach stops the canary within one.
+        "schedules": [{"interval": "evaluation_interval_s"}],
+        "triggers": [
+            {
+                "name": "evaluate the release after 10 feedbacks (llmops.feedback.received)",
+                "event": "llmops.feedback.received",
+                "threshold": 10,
+                "within": 600,
+            },
+        ],
+        "description": "Watch a live release of the challenger (llmops release start): each run "
+        "checks the guards on errors and latency (a breach rolls it back at once) and decides on "
+        "positive feedback or a spent budget; emits llmops.release.decided.",
+    },
+    {
         "file": "retrain",
         "flow": "retrain",
         "name": "retrain",
@@ -184,11 +209,29 @@ def parameters(spec: dict[str, Any], profile: str) -> dict[str, Any]:
 
 
 def triggers(spec: dict[str, Any], profile: str) -> list[dict[str, Any]]:
-    """Event triggers of the retrain deployment: each passes why (and which data) into the run."""
+    """Event triggers: retrain's pass why (and which data) into the run; others run with the
+    deployment's parameters."""
     rendered = []
     for rule in spec["triggers"]:
         window = {"posture": "Reactive"} if "threshold" in rule else {}
-        rendered.append(retrain_trigger(profile, **rule, **window))
+        if spec["file"] == "retrain":
+            rendered.append(retrain_trigger(profile, **rule, **window))
+        else:
+            config = parameters(spec, profile)["config"]
+            rendered.append(event_trigger(config, **rule, **window))
+    return rendered
+
+
+def schedules(spec: dict[str, Any], profile: str, active: bool) -> list[dict[str, Any]]:
+    """The deployment's schedules; an interval named as a config field is read from the
+    profile, so the schedule and the config never disagree."""
+    config = parameters(spec, profile)["config"]
+    rendered = []
+    for schedule in spec["schedules"]:
+        interval = schedule.get("interval")
+        if isinstance(interval, str):
+            schedule = {**schedule, "interval": config[interval]}
+        rendered.append({**schedule, "active": active})
     return rendered
 
 
@@ -209,7 +252,7 @@ def render(profile: str | None = None) -> str:
             entry["concurrency_limit"] = spec["concurrency_limit"]
         if "schedules" in spec:
             active = SCHEDULES_ACTIVE.get(chosen, False)
-            entry["schedules"] = [{**schedule, "active": active} for schedule in spec["schedules"]]
+            entry["schedules"] = schedules(spec, chosen, active)
         if "triggers" in spec:
             entry["triggers"] = triggers(spec, chosen)
         deployments.append(entry)

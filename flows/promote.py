@@ -35,7 +35,7 @@ def promote(config: PromoteConfig) -> PromotionDecision:
         gate = await_approval(
             gate, summary, config.approval_timeout_s, config.registered_model, version
         )
-    decision = save_decision(config.registered_model, version, gate, report)
+    decision = save_decision(config.registered_model, version, gate, report, config.release_plan())
     print(publish_decision(decision, report))
     emit_decision_event(decision)
     return decision

@@ -16,6 +16,7 @@ from llmops.commands import (  # noqa: E402
     governance,
     model,
     ops,
+    release,
     serving,
     stack,
     training,
@@ -29,7 +30,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-for area in (data, training, model, serving, governance, ops, stack, authoring):
+for area in (data, training, model, release, serving, governance, ops, stack, authoring):
     area.register(app)
 
 

@@ -16,6 +16,8 @@ from llmops.data.dedup import MinHashSettings
 from llmops.model.cost import CostSettings, TrainingBudget
 from llmops.model.gate import GatePolicy
 from llmops.model.training import LoraSettings, TrainSettings
+from llmops.release import Mode, ReleasePlan
+from llmops.release_rule import ReleasePolicy
 from llmops.serving.guardrails import GuardrailSettings
 
 SAMPLE_DATA = "data/sample"
@@ -187,6 +189,21 @@ class PromoteConfig(FlowConfig):
     approval_timeout_s: int = Field(
         3600, ge=1, le=7 * 24 * 3600, description="Seconds to wait for approval; then reject."
     )
+    rollout: Literal["at_once", "release"] = Field(
+        "at_once",
+        description="After a pass: make it champion at once, or start a live release of it "
+        "(the release flow then promotes or rejects it on live evidence).",
+    )
+    release_mode: Mode = Field("canary", description="With rollout=release: canary or shadow.")
+    release_share: float = Field(
+        0.2, gt=0.0, le=1.0, description="With rollout=release: the canary's share of users."
+    )
+
+    def release_plan(self) -> ReleasePlan | None:
+        """The release a pass starts, or None to promote at once."""
+        if self.rollout == "at_once":
+            return None
+        return ReleasePlan(mode=self.release_mode, share=self.release_share)
 
 
 class RollbackConfig(FlowConfig):
@@ -377,6 +394,22 @@ class MonitorConfig(InferenceLogConfig):
         le=3650,
         description="Delete inference log and feedback parts older than this many days (raw "
         "parts go at the keep-until date the server gave them).",
+    )
+
+
+class ReleaseConfig(InferenceLogConfig):
+    """Which model's release to watch, how to start one, and the rule that ends it."""
+
+    profile_dir: ClassVar[str] = "release"
+
+    registered_model: str = Field("llmops-assistant", description="MLflow registered model.")
+    mode: Mode = Field("canary", description="canary: a share of users; shadow: copies of all.")
+    share: float = Field(0.2, gt=0.0, le=1.0, description="Canary: the share of users served.")
+    rule: ReleasePolicy = Field(
+        default_factory=ReleasePolicy, description="Guards, the quality rule and the budgets."
+    )
+    evaluation_interval_s: int = Field(
+        60, ge=1, le=3600, description="Seconds between evaluations (the deployment's schedule)."
     )
 
 

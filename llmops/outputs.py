@@ -92,12 +92,13 @@ class PromotionDecision(StageOutput):
             "promoted": "PROMOTED to champion",
             "rejected": "REJECTED (champion unchanged)",
             "already_champion": "already champion (unchanged)",
+            "released": "PASSED, released to live traffic (the release flow decides)",
         }[self.verdict]
 
     @property
     def is_champion(self) -> bool:
         """Whether the version is champion after this decision (promoted or already was)."""
-        return self.verdict != "rejected"
+        return self.verdict in ("promoted", "already_champion")
 
 
 class PipelineResult(StageOutput):

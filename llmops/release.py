@@ -40,6 +40,15 @@ class Release(BaseModel):
         return self.state == "running"
 
 
+class ReleasePlan(BaseModel):
+    """How a candidate that passed the offline gate goes live: a release, not at once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Mode
+    share: float = Field(ge=0.0, le=1.0)
+
+
 def read_release(model: str) -> Release | None:
     """The model's latest release (running or ended), or None when it never had one."""
     try:

@@ -19,6 +19,7 @@ from llmops.governance import audit
 from llmops.model import registry
 from llmops.model.gate import GateDecision, GatePolicy, decide, settle
 from llmops.outputs import EvaluationReport, PromotionDecision
+from llmops.release import ReleasePlan, open_release
 from tasks.evaluation import report_uri
 from tasks.policy import STORE_RETRIES
 
@@ -116,14 +117,25 @@ def await_approval(
 
 @task
 def save_decision(
-    registered_model: str, version: str, decision: GateDecision, report: EvaluationReport
+    registered_model: str,
+    version: str,
+    decision: GateDecision,
+    report: EvaluationReport,
+    release_plan: ReleasePlan | None = None,
 ) -> PromotionDecision:
     """Under the model's lock: check the decision against the champion as it is now (an
     evaluation against a champion that has since moved is stale and never passes), then move
-    champion (keeping previous-champion) on a pass and record the decision on the version."""
+    champion (keeping previous-champion) on a pass, or with a `release_plan` start a release of
+    it against the champion (superseding one running), and record the decision on the version."""
     with registry_lock(registered_model):
         history = registry.champion_chain(registered_model)
         settled = settle(decision, version, history, report.champion_version)
+        if settled.verdict == "promoted" and release_plan and history:
+            release = open_release(
+                registered_model, version, history[0], **release_plan.model_dump(), supersede=True
+            )
+            what = f"{release.mode} release against champion v{release.champion_version}"
+            settled = replace(settled, verdict="released", reasons=[*settled.reasons, what])
         previous = (
             registry.promote_version(registered_model, version)
             if settled.verdict == "promoted"
@@ -192,10 +204,10 @@ def publish_decision(decision: PromotionDecision, report: EvaluationReport) -> s
 
 @task
 def emit_decision_event(decision: PromotionDecision) -> None:
-    """Emit llmops.model.promoted / llmops.model.rejected for automations to react to."""
+    """Emit llmops.model.promoted / .rejected / .released for automations to react to."""
     emit_event(
-        event="llmops.model.rejected"
-        if decision.verdict == "rejected"
+        event=f"llmops.model.{decision.verdict}"
+        if decision.verdict in ("rejected", "released")
         else "llmops.model.promoted",
         resource={"prefect.resource.id": f"llmops.model.{decision.registered_model}"},
         payload={"version": decision.version, "reasons": decision.reasons},

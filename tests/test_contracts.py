@@ -105,3 +105,25 @@ def test_compose_file_is_the_team_topology():
     assert "--backend-store-uri postgresql" in mlflow and "--artifacts-destination s3://" in mlflow
     worker = services["worker-cpu"]["environment"]
     assert {"PREFECT_API_URL", "MLFLOW_TRACKING_URI", "LLMOPS_STORE"} <= set(worker)
+
+
+def test_release_watch_evaluates_every_interval_and_after_feedback():
+    from llmops.flow_configs import ReleaseConfig
+
+    watch = next(d for d in DEPLOYMENTS if d["name"] == "release-watch")
+    config = ReleaseConfig.model_validate(watch["parameters"]["config"])
+    assert watch["entrypoint"] == "flows/release.py:release" and watch["concurrency_limit"] == 1
+    assert [s["interval"] for s in watch["schedules"]] == [config.evaluation_interval_s]
+    (trigger,) = watch["triggers"]
+    assert trigger["expect"] == ["llmops.feedback.received"]
+    ReleaseConfig.model_validate(trigger["parameters"]["config"])
+    gpu = yaml.safe_load(importlib.import_module("deployments.render").render("gpu"))
+    gpu_watch = next(d for d in gpu["deployments"] if d["name"] == "release-watch")
+    assert gpu_watch["schedules"] == [{"interval": 60, "active": True}]
+
+
+def test_the_gpu_profile_promotes_via_release():
+    from llmops.flow_configs import PromoteConfig
+
+    assert PromoteConfig.from_profile("gpu").release_plan() is not None
+    assert PromoteConfig.from_profile("cpu").release_plan() is None

@@ -114,7 +114,8 @@ def decide(
     return GateDecision(not failed, compared_to, reasons)
 
 
-Verdict = Literal["promoted", "rejected", "already_champion"]
+# released: passed the gate and went live as a release; the release flow decides.
+Verdict = Literal["promoted", "rejected", "already_champion", "released"]
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ REQUEST_COLUMNS = (
     "timestamp",
     "request_id",
     "model_version",
+    "variant",
+    "shadow",
     "endpoint",
     "key_name",
     "flagged",
@@ -38,6 +40,7 @@ REQUEST_COLUMNS = (
     "prompt_tokens",
     "completion_tokens",
     "latency_ms",
+    "error",
 )
 FEEDBACK_COLUMNS = ("timestamp", "request_id", "model_version", "rating", "score", "correction")
 # The fields people type or the model writes; everything else is ids, numbers and timestamps.
