@@ -16,7 +16,7 @@ def export_feedback(inference_log: str, output_url: str, min_score: float = 1.0)
     """Write corrected and highly rated answers as JSON Lines records ({id, messages}) at
     `output_url`, the input format `llmops prepare` ingests; returns how many."""
     log = InferenceStore(inference_log)
-    records = feedback_training_records(log.read_requests(), log.read_feedback(), min_score)
+    records = feedback_training_records(log.read_answers(), log.read_feedback(), min_score)
     lines = "".join(
         json.dumps({"id": r.record_id, "messages": list(r.messages)}, ensure_ascii=False) + "\n"
         for r in records.itertuples(index=False)

@@ -107,7 +107,7 @@ def publish_retention(purged: dict[str, Purged], retention_days: int) -> None:
 def load_traffic_window(inference_log: str, max_rows: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The most recent `max_rows` chat requests of the inference log, and all feedback."""
     store = InferenceStore(inference_log)
-    requests = store.read_requests()
+    requests = store.read_answers()
     requests = requests[requests["endpoint"] == "chat"].tail(max_rows).reset_index(drop=True)
     return requests, store.read_feedback()
 

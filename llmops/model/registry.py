@@ -191,8 +191,11 @@ def rollback(model_name: str) -> tuple[str, str]:
 def resolve_alias(model_name: str, alias: str = CHAMPION) -> RegisteredAdapter | None:
     """The adapter an alias points at, downloaded once into the project home; None if unset."""
     version = alias_version(model_name, alias)
-    if version is None:
-        return None
+    return None if version is None else resolve_version(model_name, version)
+
+
+def resolve_version(model_name: str, version: str) -> RegisteredAdapter:
+    """One version's adapter, downloaded once into the project home."""
     tags = version_tags(model_name, version)
     target = home_path("registry", model_name, version)
     if not (target / "artifacts" / "adapter" / "adapter_config.json").exists():

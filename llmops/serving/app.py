@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import (
@@ -48,7 +48,7 @@ from llmops.serving.batching import (
     GenerationResult,
     PromptRejectedError,
 )
-from llmops.serving.champion import ModelSlot
+from llmops.serving.champion import CHALLENGER, ModelSlot
 from llmops.serving.guardrails import Guardrail, Screening, blocked_error, guardrail_action
 from llmops.serving.store import InferenceStore, redact_text, utc_now
 
@@ -109,6 +109,7 @@ class ChatCompletionRequest(BaseModel):
     temperature: Temperature = 0.0
     stream: bool = False
     stream_options: dict[str, Any] | None = None
+    user: str | None = Field(None, max_length=256, description="End user, for sticky canaries.")
 
 
 class CompletionRequest(BaseModel):
@@ -119,6 +120,7 @@ class CompletionRequest(BaseModel):
     temperature: Temperature = 0.0
     stream: bool = False
     stream_options: dict[str, Any] | None = None
+    user: str | None = Field(None, max_length=256, description="End user, for sticky canaries.")
 
     @field_validator("prompt")
     @classmethod
@@ -187,6 +189,31 @@ class _Metrics:
             ["category", "action"],
             registry=self.registry,
         )
+        # Per variant (champion, challenger): what a release is judged on.
+        self.variant_requests = Counter(
+            "llmops_variant_requests",
+            "Generations by variant, outcome (answered, error) and shadow (copy, never returned)",
+            ["variant", "outcome", "shadow"],
+            registry=self.registry,
+        )
+        self.variant_latency = Histogram(
+            "llmops_variant_latency_seconds",
+            "Generation latency by variant",
+            ["variant", "shadow"],
+            registry=self.registry,
+        )
+        self.variant_tokens = Counter(
+            "llmops_variant_tokens",
+            "Tokens by variant",
+            ["variant", "kind"],
+            registry=self.registry,
+        )
+        self.variant_feedback = Counter(
+            "llmops_variant_feedback",
+            "Feedback by the variant that answered (positive: score >= 0.5)",
+            ["variant", "sentiment"],
+            registry=self.registry,
+        )
         self.batch = Histogram(
             "llmops_batch_size",
             "Requests per generate batch",
@@ -238,10 +265,22 @@ def create_app(
         await asyncio.to_thread(keyring.reload)
         worker = asyncio.create_task(batcher.run())
         key_reloads = asyncio.create_task(reload_keys())
+        model_checks = asyncio.create_task(follow_registry())
         yield
+        model_checks.cancel()
         key_reloads.cancel()
         worker.cancel()
         batcher.executor.shutdown(wait=True)
+
+    async def follow_registry() -> None:
+        """Check the alias and the release while idle too (batches check before they run), so a
+        promotion or a release is loaded before the next request instead of during it."""
+        while True:
+            await asyncio.sleep(max(slot.refresh_seconds, 0.1))  # 0 means "before every batch"
+            try:
+                await batcher.call(slot.refresh)
+            except Exception:  # a broken new version must not take the server down
+                log.exception("registry check failed; still serving version %s", slot.version)
 
     async def reload_keys() -> None:
         """A revoked or new key takes effect within one refresh, without a restart."""
@@ -375,6 +414,7 @@ def create_app(
             raise HTTPException(error.status, str(error)) from error
         except Exception as error:
             metrics.errors.labels(request.endpoint).inc()
+            metrics.variant_requests.labels(request.variant, "error", "false").inc()
             log.exception("request %s failed", request.request_id)
             raise HTTPException(500, f"generation failed (request {request.request_id})") from error
         finally:
@@ -388,6 +428,7 @@ def create_app(
         ):
             metrics.key_tokens.labels(who.name, result.model_version, kind).inc(count)
         metrics.key_requests.labels(who.name, "answered").inc()
+        count_variant(result, shadow=False)
         # Operators see ids, sizes and timing; the prompt only when they opted in, and redacted
         # like the inference log, since a log file is text at rest too.
         prompt = f" prompt={redact_text(request.prompt)!r}" if settings.log_prompts else ""
@@ -401,6 +442,43 @@ def create_app(
             prompt,
         )
         return result
+
+    def count_variant(result: GenerationResult, shadow: bool) -> None:
+        label = str(shadow).lower()
+        metrics.variant_requests.labels(result.variant, "answered", label).inc()
+        metrics.variant_latency.labels(result.variant, label).observe(result.latency_ms / 1000)
+        metrics.variant_tokens.labels(result.variant, "prompt").inc(result.prompt_tokens)
+        metrics.variant_tokens.labels(result.variant, "completion").inc(result.completion_tokens)
+
+    shadow_tasks: set[asyncio.Task] = set()  # held, or the event loop may drop them mid-flight
+
+    def replay_to_challenger(request: GenerationRequest) -> None:
+        """In a shadow release, answer a copy of the request with the challenger, off the hot
+        path: the batcher serves copies only when no live request waits; the answer is logged
+        (variant challenger, shadow) and never returned."""
+        if not slot.shadowing:
+            return
+        copy = GenerationRequest(
+            request.prompt,
+            request.max_tokens,
+            request.temperature,
+            request.endpoint,
+            key_name=request.key_name,
+            variant=CHALLENGER,
+            shadow=True,
+            request_id=f"{request.request_id}-shadow",
+        )
+
+        async def answer_copy() -> None:
+            try:
+                count_variant(await batcher.submit(copy), shadow=True)
+            except Exception:  # the user never waits on it; the log and metrics show failures
+                metrics.variant_requests.labels(CHALLENGER, "error", "true").inc()
+                log.exception("shadow copy %s failed", copy.request_id)
+
+        task = asyncio.create_task(answer_copy())
+        shadow_tasks.add(task)
+        task.add_done_callback(shadow_tasks.discard)
 
     def usage(result: GenerationResult) -> dict[str, int]:
         return {
@@ -478,12 +556,27 @@ def create_app(
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(
-            events(), media_type="text/event-stream", headers={"X-Request-Id": request.request_id}
+            events(),
+            media_type="text/event-stream",
+            # Routed before generation; a release ending meanwhile falls back to the champion,
+            # which the closing chunk's system_fingerprint (the version) then shows.
+            headers={"X-Request-Id": request.request_id, "X-LLMOps-Variant": request.variant},
         )
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": slot.model_name, "version": slot.version}
+        release = slot.release if slot.challenger is not None else None
+        challenger = (
+            {"version": release.version, "mode": release.mode, "share": release.share}
+            if release
+            else None
+        )
+        return {
+            "status": "ok",
+            "model": slot.model_name,
+            "version": slot.version,
+            "challenger": challenger,
+        }
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -510,7 +603,12 @@ def create_app(
         }
 
     @app.post("/v1/chat/completions")
-    async def chat(body: ChatCompletionRequest, who: Annotated[Caller, Depends(caller)]) -> Any:
+    async def chat(
+        body: ChatCompletionRequest,
+        who: Annotated[Caller, Depends(caller)],
+        response: Response,
+        x_llmops_user: Annotated[str | None, Header()] = None,
+    ) -> Any:
         max_tokens = budget(body.max_completion_tokens or body.max_tokens)
         request = GenerationRequest(
             [m.model_dump() for m in body.messages],
@@ -521,6 +619,8 @@ def create_app(
         )
         if refusal := await screen(request, who):
             return refusal
+        request.variant = slot.route(body.user or x_llmops_user or request.request_id)
+        replay_to_challenger(request)
         if body.stream:
             opening = {
                 "index": 0,
@@ -537,6 +637,7 @@ def create_app(
                 opening,
             )
         result = await answer(request, who)
+        response.headers["X-LLMOps-Variant"] = result.variant
         return {
             "id": result.request_id,
             "object": "chat.completion",
@@ -554,7 +655,12 @@ def create_app(
         }
 
     @app.post("/v1/completions")
-    async def completions(body: CompletionRequest, who: Annotated[Caller, Depends(caller)]) -> Any:
+    async def completions(
+        body: CompletionRequest,
+        who: Annotated[Caller, Depends(caller)],
+        response: Response,
+        x_llmops_user: Annotated[str | None, Header()] = None,
+    ) -> Any:
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if len(prompts) != 1:
             raise HTTPException(422, "prompt: send exactly one prompt per request")
@@ -564,11 +670,14 @@ def create_app(
         )
         if refusal := await screen(request, who):
             return refusal
+        request.variant = slot.route(body.user or x_llmops_user or request.request_id)
+        replay_to_challenger(request)
         if body.stream:
             return await answer_streamed(
                 request, who, max_tokens, body.stream_options, "text_completion", _text_choice, None
             )
         result = await answer(request, who)
+        response.headers["X-LLMOps-Variant"] = result.variant
         return {
             "id": result.request_id,
             "object": "text_completion",
@@ -607,6 +716,11 @@ def create_app(
             "correction": body.corrected_answer,
         }
         stored = await asyncio.to_thread(store.append_feedback, row)
+        variant = logged.get("variant")
+        sentiment = "positive" if (score if score is not None else 1.0) >= 0.5 else "negative"
+        metrics.variant_feedback.labels(
+            variant if isinstance(variant, str) else "champion", sentiment
+        ).inc()
         if on_feedback is not None:
             await asyncio.to_thread(on_feedback, stored)
         return {"object": "feedback", "stored": True, **stored}

@@ -11,6 +11,7 @@ servers with their own model loading, not a component we can put behind our Fast
 """
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -23,10 +24,17 @@ from typing import Any
 from jinja2 import TemplateError
 
 from llmops.model.generation import TextSink
-from llmops.serving.champion import ModelSlot
+from llmops.serving.champion import CHAMPION, ModelSlot
 from llmops.serving.store import InferenceStore, utc_now
 
 log = logging.getLogger(__name__)
+
+
+_Queued = tuple["GenerationRequest", "asyncio.Future[GenerationResult]"]
+
+
+class ReleaseEndedError(RuntimeError):
+    """A shadow copy for a challenger that is no longer served."""
 
 
 class PromptRejectedError(ValueError):
@@ -55,6 +63,8 @@ class GenerationRequest:
     endpoint: str
     key_name: str | None = None  # which API key asked (None with keys switched off)
     flagged: str | None = None  # the guardrail's category, when it flagged the prompt
+    variant: str = CHAMPION  # which model answers: champion, or challenger during a release
+    shadow: bool = False  # a copy for the challenger in a shadow release: logged, never returned
     on_text: TextSink | None = None
     request_id: str = field(default_factory=lambda: f"req-{uuid.uuid4().hex}")
     received: float = field(default_factory=time.perf_counter)
@@ -70,6 +80,7 @@ class GenerationResult:
     prompt_tokens: int
     completion_tokens: int
     latency_ms: float
+    variant: str = CHAMPION
 
 
 class DynamicBatcher:
@@ -89,14 +100,15 @@ class DynamicBatcher:
         self.max_prompt_tokens = max_prompt_tokens
         # One thread: torch already uses every core per call, and the slot must not swap mid-batch.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
-        self.queue: asyncio.Queue[tuple[GenerationRequest, asyncio.Future[GenerationResult]]] = (
-            asyncio.Queue()
-        )
+        # Shadow copies (priority 1) are served only when no live request (0) waits, in batches
+        # of their own, so a live request waits behind at most one shadow batch.
+        self.queue: asyncio.PriorityQueue[tuple[int, int, _Queued]] = asyncio.PriorityQueue()
+        self.arrivals = itertools.count()
 
     async def submit(self, request: GenerationRequest) -> GenerationResult:
         """Queue one request and wait for its answer."""
         future: asyncio.Future[GenerationResult] = asyncio.get_running_loop().create_future()
-        await self.queue.put((request, future))
+        await self.queue.put((int(request.shadow), next(self.arrivals), (request, future)))
         return await future
 
     async def call(self, fn: Any, *args: Any) -> Any:
@@ -107,16 +119,21 @@ class DynamicBatcher:
         """Serve batches until cancelled."""
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self.queue.get()]
+            priority, _, first = await self.queue.get()
+            batch = [first]
             deadline = loop.time() + self.window_s
             while len(batch) < self.max_batch:
                 timeout = deadline - loop.time()
                 if timeout <= 0 and self.queue.empty():
                     break
                 try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), max(timeout, 0)))
+                    queued = await asyncio.wait_for(self.queue.get(), max(timeout, 0))
                 except TimeoutError:
                     break
+                if queued[0] != priority:  # a live request arrived while shadows were batched
+                    self.queue.put_nowait(queued)
+                    break
+                batch.append(queued[2])
             if self.on_batch is not None:
                 self.on_batch(len(batch))
             live = [(r, f) for r, f in batch if not f.cancelled()]
@@ -142,26 +159,36 @@ class DynamicBatcher:
             self.slot.refresh()
         except Exception:  # a broken new version must not take the server down
             log.exception("hot swap failed; still serving version %s", self.slot.version)
-        groups: dict[tuple[int, float], list[tuple[int, str]]] = defaultdict(list)
+        groups: dict[tuple[str, int, float], list[tuple[int, str]]] = defaultdict(list)
         for index, request in enumerate(requests):
+            if not self.slot.serves(request.variant):  # the release ended since it was routed
+                if request.shadow:
+                    outcomes[index] = ReleaseEndedError("the release ended; shadow copy dropped")
+                    continue
+                request.variant = CHAMPION
             # Checked one by one: a bad prompt must fail alone, not the generate call it would join.
             try:
                 prompt = self._render(request)
             except PromptRejectedError as error:
                 outcomes[index] = error
                 continue
-            groups[(request.max_tokens, request.temperature)].append((index, prompt))
-        version = self.slot.version
-        for (max_tokens, temperature), members in groups.items():
+            groups[(request.variant, request.max_tokens, request.temperature)].append(
+                (index, prompt)
+            )
+        failed: list[tuple[GenerationRequest, str]] = []
+        for (variant, max_tokens, temperature), members in groups.items():
+            version = self.slot.variant(variant).version
             try:
                 answers = self.slot.generate(
                     [p for _, p in members],
                     max_tokens,
                     temperature,
                     [requests[index].on_text for index, _ in members],
+                    variant,
                 )
             except Exception as error:  # reported to each caller as a 500, the server goes on
                 outcomes.update({index: error for index, _ in members})
+                failed += [(requests[index], version) for index, _ in members]
                 continue
             done = time.perf_counter()
             for (index, _), (text, n_prompt, n_completion) in zip(members, answers, strict=True):
@@ -173,12 +200,15 @@ class DynamicBatcher:
                     n_prompt,
                     n_completion,
                     (done - request.received) * 1000,
+                    variant,
                 )
-        self.store.append_requests(
+        answered = [
             _log_row(requests[i], outcome)
             for i, outcome in sorted(outcomes.items())
             if isinstance(outcome, GenerationResult)
-        )
+        ]
+        # Failed generations are logged too: a release is judged on its variant's error rate.
+        self.store.append_requests(answered + [_error_row(r, v) for r, v in failed])
         return [outcomes[i] for i in range(len(requests))]
 
     def _render(self, request: GenerationRequest) -> str:
@@ -187,10 +217,10 @@ class DynamicBatcher:
             prompt = request.prompt
         else:
             try:
-                prompt = self.slot.render_chat(request.prompt)
+                prompt = self.slot.render_chat(request.prompt, request.variant)
             except TemplateError as error:  # templates raise on conversations they refuse
                 raise PromptRejectedError(f"messages: {error}") from error
-        n_tokens = self.slot.count_tokens(prompt)
+        n_tokens = self.slot.count_tokens(prompt, request.variant)
         if n_tokens == 0:
             raise PromptRejectedError("prompt: empty; send at least one token of text")
         if n_tokens > self.max_prompt_tokens:
@@ -203,6 +233,29 @@ class DynamicBatcher:
 
 def _log_row(request: GenerationRequest, result: GenerationResult) -> dict[str, Any]:
     """The inference-log record of one answered request."""
+    return {
+        **_request_fields(request, result.model_version),
+        "response": result.text,
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "latency_ms": round(result.latency_ms, 2),
+        "error": None,
+    }
+
+
+def _error_row(request: GenerationRequest, version: str) -> dict[str, Any]:
+    """The inference-log record of a request whose generation failed (a 500 to its caller)."""
+    return {
+        **_request_fields(request, version),
+        "response": "",
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "latency_ms": round((time.perf_counter() - request.received) * 1000, 2),
+        "error": "server_error",
+    }
+
+
+def _request_fields(request: GenerationRequest, version: str) -> dict[str, Any]:
     messages = (
         [{"role": "user", "content": request.prompt}]
         if isinstance(request.prompt, str)
@@ -210,14 +263,12 @@ def _log_row(request: GenerationRequest, result: GenerationResult) -> dict[str, 
     )
     return {
         "timestamp": utc_now(),
-        "request_id": result.request_id,
-        "model_version": result.model_version,
+        "request_id": request.request_id,
+        "model_version": version,
+        "variant": request.variant,
+        "shadow": request.shadow,
         "endpoint": request.endpoint,
         "key_name": request.key_name,
         "flagged": request.flagged,
         "messages": messages,
-        "response": result.text,
-        "prompt_tokens": result.prompt_tokens,
-        "completion_tokens": result.completion_tokens,
-        "latency_ms": round(result.latency_ms, 2),
     }

@@ -81,6 +81,13 @@ class InferenceStore:
         """Every logged request, oldest first."""
         return self._read("requests", REQUEST_COLUMNS)
 
+    def read_answers(self) -> pd.DataFrame:
+        """The answers users got: logged requests less failed ones and shadow copies (a shadow
+        release's challenger answers, never returned), which drift and feedback must not count."""
+        rows = self.read_requests()
+        shadow = rows["shadow"].astype("boolean").fillna(False).astype(bool)
+        return rows[rows["error"].isna() & ~shadow].reset_index(drop=True)
+
     def read_feedback(self) -> pd.DataFrame:
         """Every stored feedback, oldest first."""
         return self._read("feedback", FEEDBACK_COLUMNS)

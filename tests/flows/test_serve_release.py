@@ -1,0 +1,158 @@
+"""`llmops serve` during a release of the challenger, on loopback: a sticky canary share within
+binomial bounds, shadow copies that users never see, per-variant metrics, and the challenger
+dropped when the release ends, all without a restart."""
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from net_support import free_port
+from serving_support import register_talking_champion
+from stack_support import wait_for
+
+from llmops.release import ended, new_release, write_release
+
+MODEL = "released-assistant"
+LLMOPS = Path(sys.executable).parent / "llmops"
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Served:
+    base_url: str
+    home: Path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[Served]:
+    from prefect.settings import PREFECT_API_URL
+
+    from llmops.model import registry
+
+    home = tmp_path_factory.mktemp("released")
+    env = {k: v for k, v in os.environ.items() if k != "LLMOPS_API_KEY"}
+    env |= {
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "LLMOPS_HOME": str(home),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMOPS_HOME", env["LLMOPS_HOME"])
+        mp.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+        # Two adapters that answer differently: champion v1, challenger v2.
+        register_talking_champion(MODEL, home, seed=4, scale=1.0)
+        challenger = register_talking_champion(MODEL, home, seed=11, scale=1.0)
+        registry.set_alias(MODEL, registry.CHAMPION, "1")
+        registry.set_alias(MODEL, registry.CHALLENGER, challenger)
+    port = free_port()
+    cmd = [str(LLMOPS), "serve", "--profile", "tiny", "--port", str(port), "--no-api-key"]
+    cmd += ["--registered-model", MODEL, "--guardrails", "off"]
+    log = (home / "server.log").open("w")
+    process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for("llmops serve", lambda: _healthy(base_url, process, home), 180, 0.5)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("LLMOPS_HOME", env["LLMOPS_HOME"])
+            mp.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+            yield Served(base_url, home)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()
+
+
+def _healthy(base_url: str, process: subprocess.Popen, home: Path) -> dict | None:
+    if process.poll() is not None:
+        raise AssertionError((home / "server.log").read_text()[-3000:])
+    try:
+        answer = httpx.get(f"{base_url}/health", timeout=1)
+    except httpx.TransportError:
+        return None
+    return answer.json() if answer.status_code == 200 else None
+
+
+def _challenger_served(served: Served, expected: str | None) -> bool:
+    health = httpx.get(f"{served.base_url}/health", timeout=5).json()
+    return (
+        (health["challenger"] or {}).get("mode") == expected
+        if expected
+        else not health["challenger"]
+    )
+
+
+def _chat(served: Served, text: str, user: str | None = None) -> httpx.Response:
+    body = {"model": MODEL, "max_tokens": 6, "messages": [{"role": "user", "content": text}]}
+    if user:
+        body["user"] = user
+    return httpx.post(f"{served.base_url}/v1/chat/completions", json=body, timeout=120)
+
+
+def test_a_canary_answers_a_sticky_share_of_users(served: Served) -> None:
+    write_release(new_release(MODEL, "2", "1", "canary", 0.2))
+    wait_for("the challenger to load", lambda: _challenger_served(served, "canary"), 60, 0.2)
+    users = [f"user-{n}" for n in range(500)]
+    with ThreadPoolExecutor(16) as pool:
+        first = list(pool.map(lambda u: _chat(served, f"Hello from {u}", u), users))
+        again = list(pool.map(lambda u: _chat(served, "Hello again", u), users[:100]))
+    variants = [r.headers["x-llmops-variant"] for r in first]
+    share = variants.count("challenger") / len(variants)
+    print(f"canary 20%: {variants.count('challenger')} of 500 users got the challenger")
+    # Binomial(500, 0.2): mean 100, sd 8.9; +-4 sd.
+    assert 64 <= variants.count("challenger") <= 136, share
+    assert [r.headers["x-llmops-variant"] for r in again] == variants[:100]  # sticky per user
+    versions = {r.headers["x-llmops-variant"]: r.json()["system_fingerprint"] for r in first}
+    assert versions == {"champion": "v1", "challenger": "v2"}
+    metrics = httpx.get(f"{served.base_url}/metrics").text
+    assert (
+        'llmops_variant_requests_total{outcome="answered",shadow="false",variant="challenger"}'
+        in metrics
+    )
+
+
+def test_in_shadow_mode_users_never_receive_challenger_text(served: Served) -> None:
+    from llmops.serving.store import InferenceStore
+
+    write_release(new_release(MODEL, "2", "1", "shadow", 0.0))
+    wait_for("the shadow release", lambda: _challenger_served(served, "shadow"), 60, 0.2)
+    prompts = [f"Tell me about order {n}" for n in range(24)]
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda p: _chat(served, p), prompts))
+    assert {r.headers["x-llmops-variant"] for r in replies} == {"champion"}
+    ids = {r.json()["id"]: r.json()["choices"][0]["message"]["content"] for r in replies}
+    store = InferenceStore(str(served.home / "inference"))
+
+    def shadow_rows() -> list[pd.DataFrame]:
+        rows = store.read_requests().set_index("request_id")
+        return [rows] if {f"{i}-shadow" for i in ids} <= set(rows.index) else []
+
+    [rows] = wait_for("every shadow copy to be answered and logged", shadow_rows, 60, 0.5)
+    differs = 0
+    for request_id, returned in ids.items():
+        assert rows.loc[request_id, "response"] == returned
+        assert rows.loc[request_id, "variant"] == "champion"
+        shadow = rows.loc[f"{request_id}-shadow"]
+        assert shadow["variant"] == "challenger" and bool(shadow["shadow"])
+        assert shadow["model_version"] == "2"
+        differs += shadow["response"] != returned
+    # The two adapters answer differently, so a leak of challenger text would show.
+    assert differs > 0
+
+
+def test_an_ended_release_drops_the_challenger(served: Served) -> None:
+    from llmops.release import read_release
+
+    write_release(ended(read_release(MODEL), "stopped", "test over"))
+    wait_for("the challenger to be dropped", lambda: _challenger_served(served, None), 60, 0.2)
+    variants = Counter(
+        _chat(served, "Hi", f"user-{n}").headers["x-llmops-variant"] for n in range(20)
+    )
+    assert variants == Counter({"champion": 20})
