@@ -29,6 +29,7 @@ pytestmark = pytest.mark.slow
 class Served:
     base_url: str
     home: Path
+    env: dict[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> I
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("LLMOPS_HOME", env["LLMOPS_HOME"])
             mp.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
-            yield Served(base_url, home)
+            yield Served(base_url, home, env)
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -156,3 +157,47 @@ def test_an_ended_release_drops_the_challenger(served: Served) -> None:
         _chat(served, "Hi", f"user-{n}").headers["x-llmops-variant"] for n in range(20)
     )
     assert variants == Counter({"champion": 20})
+
+
+def test_a_release_started_from_the_cli_is_decided_on_live_feedback(served: Served) -> None:
+    """`llmops release start --watch` runs the release flow every 2 s (tiny profile) against the
+    Prefect server while users, who prefer the challenger, rate the answers they get; the flow
+    promotes it, and the server then answers with it alone."""
+    from serving_support import wait_for_event
+
+    start = [str(LLMOPS), "release", "start", "--profile", "tiny", "--registered-model", MODEL]
+    watcher = subprocess.Popen(
+        [*start, "--mode", "canary", "--share", "0.5", "--watch"],
+        env=served.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for("the canary", lambda: _challenger_served(served, "canary"), 90, 0.2)
+
+        def rate(n: int) -> str:
+            reply = _chat(served, f"Where is parcel {n}?", f"buyer-{n}")
+            variant = reply.headers["x-llmops-variant"]
+            rating = "up" if variant == "challenger" else "down"
+            body = {"request_id": reply.json()["id"], "rating": rating}
+            httpx.post(f"{served.base_url}/v1/feedback", json=body, timeout=60).raise_for_status()
+            return variant
+
+        with ThreadPoolExecutor(8) as pool:
+            rated = Counter(pool.map(rate, range(60)))
+        output, _ = watcher.communicate(timeout=180)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0, output
+    assert "release promoted" in output, output
+    assert rated["challenger"] >= 10 and rated["champion"] >= 10, rated
+    event = wait_for_event("llmops.release.decided", "version", "2")
+    assert event.payload
+    wait_for("the promoted challenger alone", lambda: _serving(served, "v2"), 60, 0.2)
+
+
+def _serving(served: Served, fingerprint: str) -> bool:
+    health = httpx.get(f"{served.base_url}/health", timeout=5).json()
+    return f"v{health['version']}" == fingerprint and health["challenger"] is None
