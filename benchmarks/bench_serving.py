@@ -10,6 +10,9 @@ run and process, answers them one at a time with `generate_batch` on the served 
 Then the same requests streamed (`stream: true`) at concurrency 1 and 4: time to the first
 content chunk against the time to the whole answer, streamed and not (use SmolLM2 for these:
 the tiny random model answers only whitespace, so it streams no text).
+Last, a release of a second adapter at concurrency 16: a 50% canary (two adapters on one base,
+switched per batch) against the champion alone, and a shadow release (every request copied to
+the challenger off the hot path): its added p95 on the champion's path.
 """
 
 import argparse
@@ -42,6 +45,7 @@ from llmops.home import home_path  # noqa: E402
 from llmops.model.generation import generate_batch  # noqa: E402
 from llmops.model.loading import load_model, resolve_base  # noqa: E402
 from llmops.model.registry import register_adapter, set_alias  # noqa: E402
+from llmops.release import new_release, write_release  # noqa: E402
 from llmops.serving.app import ServerSettings, create_app  # noqa: E402
 from llmops.serving.champion import ModelSlot  # noqa: E402
 from llmops.serving.store import InferenceStore  # noqa: E402
@@ -50,18 +54,18 @@ MODEL = "bench-assistant"
 TOPICS = ["password", "invoice", "export", "login", "billing", "backup", "upgrade", "refund"]
 
 
-def register_champion(base_ref: str) -> None:
-    """A zero-initialised adapter on the base, registered and aliased champion."""
+def register_version(base_ref: str, alias: str) -> str:
+    """A zero-initialised adapter on the base, registered and given `alias`; its version."""
     base = resolve_base(base_ref)
     peft_model = get_peft_model(
         load_model(base),
         LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
     )
-    adapter = home_path("bench-adapter")
+    adapter = home_path(f"bench-adapter-{alias}")
     peft_model.save_pretrained(adapter)
-    set_alias(
-        MODEL, "champion", register_adapter(MODEL, str(adapter), base.ref, base.sha256, None, {})
-    )
+    version = register_adapter(MODEL, str(adapter), base.ref, base.sha256, None, {"as": alias})
+    set_alias(MODEL, alias, version)
+    return version
 
 
 def questions(n: int) -> list[list[dict[str, str]]]:
@@ -149,7 +153,7 @@ def main() -> None:
     parser.add_argument("--window-ms", type=float, default=5.0, help="server's batching window")
     args = parser.parse_args()
 
-    register_champion(args.base)
+    champion = register_version(args.base, "champion")
     slot = ModelSlot(MODEL, "champion", refresh_seconds=3600)
     settings = ServerSettings(
         api_key=None,
@@ -197,7 +201,32 @@ def main() -> None:
             f"{f'concurrency {concurrency}':<26}{streamed['first_ms']:>10.0f}"
             f"{streamed['total_ms']:>10.0f}{streamed['first_ms'] / plain['p50_ms']:>24.2f}x"
         )
+    release_costs(url, convs, args, champion)
     server.should_exit = True
+
+
+def release_costs(url: str, convs: list, args: argparse.Namespace, champion: str) -> None:
+    """Concurrency 16: the champion alone, a 50% canary, a shadow release (same run)."""
+    challenger = register_version(args.base, "challenger")
+    print(f"\n{'release, concurrency 16':<26}{'req/s':>9}{'p50 ms':>10}{'p95 ms':>10}{'ratio':>9}")
+    alone = asyncio.run(load_test(url, convs, args.max_tokens, 16))
+    rows = [("champion alone", alone)]
+    for mode, share in (("canary", 0.5), ("shadow", 0.0)):
+        write_release(new_release(MODEL, challenger, champion, mode, share))
+        httpx.post(f"{url}/v1/admin/reload", timeout=600).raise_for_status()
+        rows.append(
+            (
+                f"{mode} {share:.0%}" if mode == "canary" else mode,
+                asyncio.run(load_test(url, convs, args.max_tokens, 16)),
+            )
+        )
+    for name, result in rows:
+        print(
+            f"{name:<26}{result['rps']:>9.2f}{result['p50_ms']:>10.0f}{result['p95_ms']:>10.0f}"
+            f"{result['rps'] / alone['rps']:>8.2f}x"
+        )
+    shadow = rows[-1][1]
+    print(f"shadow: champion-path p95 +{shadow['p95_ms'] - alone['p95_ms']:.0f} ms")
 
 
 if __name__ == "__main__":

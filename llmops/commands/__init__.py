@@ -1,5 +1,7 @@
 """Subcommands of the `llmops` CLI, one module per area; each exposes `register(app)`."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -9,10 +11,18 @@ from llmops.errors import USER_ERRORS
 Profile = Annotated[str, typer.Option(help="Settings profile: tiny, cpu or gpu.")]
 
 
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Bad input inside the block becomes a one-line error (its first line) and exit code 1."""
+    try:
+        yield
+    except USER_ERRORS as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1) from error
+
+
 def run_flow(flow_fn: Any, config: Any) -> Any:
     """Run a flow in-process; bad input becomes a one-line error and exit code 1."""
-    try:
+    with one_line_errors():
         return flow_fn(config)
-    except USER_ERRORS as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error

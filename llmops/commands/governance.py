@@ -1,13 +1,11 @@
 """`llmops keys` (API keys with roles) and `llmops audit` (the audit trail)."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
-from llmops.errors import USER_ERRORS
+from llmops.commands import one_line_errors
 
 SecretBlock = Annotated[
     str | None,
@@ -42,15 +40,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(audit, name="audit")
 
 
-@contextmanager
-def _one_line_errors() -> Iterator[None]:
-    try:
-        yield
-    except USER_ERRORS as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
-
-
 @keys.command("create")
 def create(
     name: Annotated[str, typer.Option(help="Who or what uses the key (letters, digits, _.@-).")],
@@ -72,7 +61,7 @@ def create(
 
     if role not in ("inference", "feedback", "admin"):
         raise typer.BadParameter("role must be inference, feedback or admin", param_hint="--role")
-    with _one_line_errors():
+    with one_line_errors():
         record, key = create_key(
             key_store(secret_block), name, role, expires, requests_per_minute, tokens_per_day
         )
@@ -105,7 +94,7 @@ def revoke(
     from llmops.governance import audit as trail
     from llmops.governance.keys import key_store, revoke_key
 
-    with _one_line_errors():
+    with one_line_errors():
         record = revoke_key(key_store(secret_block), name)
     trail.record("key.revoked", f"key {name!r} ({record.role}) revoked")
     typer.echo(f"key {name!r} revoked")

@@ -2,14 +2,11 @@
 `release` flow (the `release-watch` deployment, or `start --watch` on a laptop)."""
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmops.commands import Profile, run_flow
-from llmops.errors import USER_ERRORS
+from llmops.commands import Profile, one_line_errors, run_flow
 
 if TYPE_CHECKING:
     from llmops.flow_configs import ReleaseConfig
@@ -46,7 +43,7 @@ def start(
     from llmops.flow_configs import ReleaseConfig
     from tasks.release import start_release
 
-    with _one_line_errors():
+    with one_line_errors():
         config = ReleaseConfig.from_profile(
             profile, mode=mode, share=share, registered_model=registered_model
         )
@@ -97,19 +94,9 @@ def stop(
     from tasks.release import stop_release
 
     config = ReleaseConfig.from_profile(profile, registered_model=registered_model)
-    with _one_line_errors():
+    with one_line_errors():
         stopped = stop_release(config.registered_model, reason)
     typer.echo(f"{stopped.model}: release of v{stopped.version} stopped; the champion stays")
-
-
-@contextmanager
-def _one_line_errors() -> Iterator[None]:
-    try:
-        yield
-    except USER_ERRORS as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(1) from error
 
 
 def _watch(config: "ReleaseConfig") -> None:
