@@ -5,14 +5,22 @@ LoRA adapter merged into it gives non-empty, prompt-dependent text, so streamed 
 answers can be compared for real.
 """
 
+import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import torch
 from model_support import make_tiny_adapter
+from net_support import free_port
 from peft import PeftModel
+from stack_support import wait_for
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmops.model.loading import load_model, load_tokenizer
@@ -66,3 +74,44 @@ def wait_for_event(name: str, key: str, value: str) -> Any:
                 return found[0]
             time.sleep(0.5)
     raise AssertionError(f"no {name} event with {key}={value}")
+
+
+def serve_environment(home: Path) -> dict[str, str]:
+    """A `llmops serve` process's environment: this home's registry, the test harness's Prefect
+    server (so the test reads the events it emits), no single API key."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {k: v for k, v in os.environ.items() if k != "LLMOPS_API_KEY"}
+    return env | {
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "LLMOPS_HOME": str(home),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+    }
+
+
+@contextmanager
+def running_serve(home: Path, env: dict[str, str], *args: str) -> Iterator[str]:
+    """`llmops serve --profile tiny` (the installed executable) on a free port with `args`,
+    logging to <home>/server.log, until the block ends; yields its base URL once it answers."""
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "llmops"), "serve", "--profile", "tiny"]
+    with (home / "server.log").open("w") as log:
+        process = subprocess.Popen(
+            [*command, "--port", str(port), *args], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for("llmops serve", lambda: _answers(base_url, process, home), 180, 0.5)
+            yield base_url
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+def _answers(base_url: str, process: subprocess.Popen, home: Path) -> bool:
+    if process.poll() is not None:
+        raise AssertionError((home / "server.log").read_text()[-3000:])
+    try:
+        return httpx.get(f"{base_url}/health", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

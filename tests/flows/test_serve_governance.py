@@ -2,7 +2,6 @@
 token accounting and the audit of admin calls, through `llmops serve` on loopback (the real
 HTTP server, the real Prefect server of the test harness)."""
 
-import os
 import subprocess
 import sys
 import time
@@ -13,8 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from net_support import free_port
-from serving_support import home_with_talking_champion, wait_for_event
+from serving_support import (
+    home_with_talking_champion,
+    running_serve,
+    serve_environment,
+    wait_for_event,
+)
 from stack_support import wait_for
 
 from llmops.governance.keys import FileKeyStore, create_key
@@ -34,8 +37,6 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[Served]:
-    from prefect.settings import PREFECT_API_URL
-
     home = home_with_talking_champion(tmp_path_factory.mktemp("governed"), MODEL)
     store = FileKeyStore(home / "keys.json")
     keys = {
@@ -46,35 +47,10 @@ def served(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> I
         "thrifty": create_key(store, "thrifty", "inference", tokens_per_day=600)[1],
         "leaver": create_key(store, "leaver", "inference")[1],
     }
-    env = {k: v for k, v in os.environ.items() if k != "LLMOPS_API_KEY"}
-    env |= {
-        "PREFECT_API_URL": PREFECT_API_URL.value(),
-        "LLMOPS_HOME": str(home),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-    }
-    port = free_port()
-    cmd = [str(LLMOPS), "serve", "--profile", "tiny", "--port", str(port), "--guardrails", "block"]
-    log = (home / "server.log").open("w")
-    process = subprocess.Popen(
-        [*cmd, "--registered-model", MODEL], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for("llmops serve", lambda: _healthy(base_url, process, home), 180, 0.5)
+    env = serve_environment(home)
+    args = ["--guardrails", "block", "--registered-model", MODEL]
+    with running_serve(home, env, *args) as base_url:
         yield Served(base_url, home, env, keys)
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-        log.close()
-
-
-def _healthy(base_url: str, process: subprocess.Popen, home: Path) -> bool:
-    if process.poll() is not None:
-        raise AssertionError((home / "server.log").read_text()[-3000:])
-    try:
-        return httpx.get(f"{base_url}/health", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _chat(served: Served, key: str | None, text: str = "Hello") -> httpx.Response:

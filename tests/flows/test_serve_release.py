@@ -2,7 +2,6 @@
 binomial bounds, shadow copies that users never see, per-variant metrics, and the challenger
 dropped when the release ends, all without a restart."""
 
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -14,8 +13,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from net_support import free_port
-from serving_support import register_talking_champion
+from serving_support import register_talking_champion, running_serve, serve_environment
 from stack_support import wait_for
 
 from llmops.release import ended, new_release, write_release
@@ -34,17 +32,10 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[Served]:
-    from prefect.settings import PREFECT_API_URL
-
     from llmops.model import registry
 
     home = tmp_path_factory.mktemp("released")
-    env = {k: v for k, v in os.environ.items() if k != "LLMOPS_API_KEY"}
-    env |= {
-        "PREFECT_API_URL": PREFECT_API_URL.value(),
-        "LLMOPS_HOME": str(home),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-    }
+    env = serve_environment(home)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LLMOPS_HOME", env["LLMOPS_HOME"])
         mp.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
@@ -53,32 +44,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> I
         challenger = register_talking_champion(MODEL, home, seed=11, scale=1.0)
         registry.set_alias(MODEL, registry.CHAMPION, "1")
         registry.set_alias(MODEL, registry.CHALLENGER, challenger)
-    port = free_port()
-    cmd = [str(LLMOPS), "serve", "--profile", "tiny", "--port", str(port), "--no-api-key"]
-    cmd += ["--registered-model", MODEL, "--guardrails", "off"]
-    log = (home / "server.log").open("w")
-    process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for("llmops serve", lambda: _healthy(base_url, process, home), 180, 0.5)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("LLMOPS_HOME", env["LLMOPS_HOME"])
-            mp.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+        args = ["--no-api-key", "--registered-model", MODEL, "--guardrails", "off"]
+        with running_serve(home, env, *args) as base_url:
             yield Served(base_url, home, env)
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-        log.close()
-
-
-def _healthy(base_url: str, process: subprocess.Popen, home: Path) -> dict | None:
-    if process.poll() is not None:
-        raise AssertionError((home / "server.log").read_text()[-3000:])
-    try:
-        answer = httpx.get(f"{base_url}/health", timeout=1)
-    except httpx.TransportError:
-        return None
-    return answer.json() if answer.status_code == 200 else None
 
 
 def _challenger_served(served: Served, expected: str | None) -> bool:
