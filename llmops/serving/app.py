@@ -458,6 +458,10 @@ def create_app(
         (variant challenger, shadow) and never returned."""
         if not slot.shadowing:
             return
+        if len(shadow_tasks) >= 4 * settings.max_batch:
+            # Copies use idle capacity only; under sustained load they would pile up without end.
+            metrics.variant_requests.labels(CHALLENGER, "dropped", "true").inc()
+            return
         copy = GenerationRequest(
             request.prompt,
             request.max_tokens,
