@@ -113,8 +113,9 @@ def test_up_registers_deployments_schedules_pools_and_workers_once(stack: Stack)
 
     first = wait_for("both workers to report", workers_reported, 60)
     assert first["deployments"] == sorted(d["name"] for d in EXPECTED)
-    # landed, drift, feedback, and the requeue of fine-tuning runs whose worker died
-    assert len(first["automations"]) == 4
+    # landed, drift, feedback, the release evaluation after feedback, and the requeue of
+    # fine-tuning runs whose worker died
+    assert len(first["automations"]) == 5
     assert first["workers"] == {"cpu": ["llmops-cpu"], "gpu": ["llmops-gpu"]}
 
     retrain = deployment(stack.url, "retrain", "retrain")
@@ -135,15 +136,27 @@ def test_prefect_ui_shows_the_deployments_with_their_schedules(stack: Stack):
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("needs Debian's chromium package (apt-get install chromium)")
-    page = subprocess.run(
-        [chromium, "--headless=new", "--no-sandbox", "--disable-gpu"]
-        + ["--virtual-time-budget=20000", "--dump-dom", f"{stack.url}/deployments"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
-    for deployment_name in (d["name"] for d in EXPECTED):
-        assert deployment_name in page
+
+    def render(path: str) -> str:
+        return subprocess.run(
+            [chromium, "--headless=new", "--no-sandbox", "--disable-gpu"]
+            + ["--virtual-time-budget=20000", "--dump-dom", f"{stack.url}{path}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+
+    names = sorted(d["name"] for d in EXPECTED)
+    page = render("/deployments")
+    # The list shows 10 deployments a page, by name; the rest are read on their own pages.
+    assert all(name in page for name in names[:10])
+    for name in names[10:]:
+        [found] = api(
+            stack.url, "POST", "/deployments/filter", {"deployments": {"name": {"any_": [name]}}}
+        )
+        detail = render(f"/deployments/deployment/{found['id']}")
+        assert name in detail
+        page += detail
     for schedule in ("At 03:00 AM every day", "Every hour every day", "Every minute"):
         assert schedule in page
 
