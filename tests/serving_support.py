@@ -25,6 +25,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmops.model.loading import load_model, load_tokenizer
 
+# The installed `llmops` executable, run as a user runs it.
+LLMOPS = Path(sys.executable).parent / "llmops"
 # An adapter seed whose merged model answers different prompts differently (checked: most
 # seeds do; a few collapse to one repeated word for every prompt).
 TALKING_SEED = 4
@@ -94,23 +96,25 @@ def running_serve(home: Path, env: dict[str, str], *args: str) -> Iterator[str]:
     """`llmops serve --profile tiny` (the installed executable) on a free port with `args`,
     logging to <home>/server.log, until the block ends; yields its base URL once it answers."""
     port = free_port()
-    command = [str(Path(sys.executable).parent / "llmops"), "serve", "--profile", "tiny"]
+    command = [str(LLMOPS), "serve", "--profile", "tiny"]
     with (home / "server.log").open("w") as log:
         process = subprocess.Popen(
             [*command, "--port", str(port), *args], env=env, stdout=log, stderr=subprocess.STDOUT
         )
         base_url = f"http://127.0.0.1:{port}"
         try:
-            wait_for("llmops serve", lambda: _answers(base_url, process, home), 180, 0.5)
+            log_path = home / "server.log"
+            wait_for("llmops serve", lambda: serve_answers(base_url, process, log_path), 180, 0.5)
             yield base_url
         finally:
             process.terminate()
             process.wait(timeout=60)
 
 
-def _answers(base_url: str, process: subprocess.Popen, home: Path) -> bool:
+def serve_answers(base_url: str, process: subprocess.Popen, log: Path) -> bool:
+    """Whether `llmops serve` answers its health check yet; its log's tail if it exited."""
     if process.poll() is not None:
-        raise AssertionError((home / "server.log").read_text()[-3000:])
+        raise AssertionError(f"llmops serve exited:\n{log.read_text()[-3000:]}")
     try:
         return httpx.get(f"{base_url}/health", timeout=1).status_code == 200
     except httpx.TransportError:

@@ -295,9 +295,9 @@ def create_app(
         """The key's owner, if its role may call this route (401 without a valid key, 403 with
         a key whose role may not)."""
         try:
-            return keyring.identify(
-                request.headers.get("authorization", ""), _endpoint(app, request)
-            )
+            # Dependencies run after routing: the matched route's name is in the scope.
+            endpoint = request.scope["route"].name
+            return keyring.identify(request.headers.get("authorization", ""), endpoint)
         except AccessDeniedError as error:
             raise HTTPException(error.status, str(error)) from error
 

@@ -3,7 +3,6 @@ token accounting and the audit of admin calls, through `llmops serve` on loopbac
 HTTP server, the real Prefect server of the test harness)."""
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from serving_support import (
+    LLMOPS,
     home_with_talking_champion,
     running_serve,
     serve_environment,
@@ -23,7 +23,6 @@ from stack_support import wait_for
 from llmops.governance.keys import FileKeyStore, create_key
 
 MODEL = "governed-assistant"
-LLMOPS = Path(sys.executable).parent / "llmops"
 pytestmark = pytest.mark.slow
 
 

@@ -3,7 +3,6 @@ binomial bounds, shadow copies that users never see, per-variant metrics, and th
 dropped when the release ends, all without a restart."""
 
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,13 +12,12 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from serving_support import register_talking_champion, running_serve, serve_environment
+from serving_support import LLMOPS, register_talking_champion, running_serve, serve_environment
 from stack_support import wait_for
 
 from llmops.release import ended, new_release, write_release
 
 MODEL = "released-assistant"
-LLMOPS = Path(sys.executable).parent / "llmops"
 pytestmark = pytest.mark.slow
 
 

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,10 +20,9 @@ import httpx
 import psutil
 import pytest
 from net_support import free_port
-from serving_support import home_with_talking_champion
+from serving_support import LLMOPS, home_with_talking_champion, serve_answers
 from stack_support import wait_for
 
-LLMOPS = Path(sys.executable).parent / "llmops"
 MODEL = "shutdown-test-assistant"
 SESSION_PREFIXES = ("PREFECT_", "MLFLOW_", "LLMOPS_")
 pytestmark = pytest.mark.slow
@@ -109,7 +107,7 @@ def _start_serve(home: Path) -> tuple[subprocess.Popen, Path, str]:
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_for("llmops serve to answer", lambda: _healthy(base_url, process, log), 180, 0.5)
+        wait_for("llmops serve to answer", lambda: serve_answers(base_url, process, log), 180, 0.5)
     except BaseException:
         process.kill()
         raise
@@ -124,15 +122,6 @@ def served(serve_home: Path) -> Iterator[tuple[subprocess.Popen, Path, str]]:
     finally:
         if process.poll() is None:
             process.kill()
-
-
-def _healthy(base_url: str, process: subprocess.Popen, log: Path) -> bool:
-    if process.poll() is not None:
-        raise AssertionError(f"llmops serve exited:\n{log.read_text()[-3000:]}")
-    try:
-        return httpx.get(f"{base_url}/health", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _held_chat(base_url: str, release: threading.Event, n: int) -> httpx.Response:
