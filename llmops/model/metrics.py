@@ -26,6 +26,9 @@ METRIC_DIRECTIONS: dict[str, int] = {
     "exact_match": 1,
     "eval_loss": -1,
     "mean_response_length": 0,
+    # A judge's verdict vs the champion per example (1 / 0.5 / 0, llmops/model/judge.py); the
+    # champion scores 0.5 against itself, so the paired interval is of win_rate - 0.5.
+    "win_rate": 1,
 }
 _ROUGE = ("rouge1", "rouge2", "rougeL")
 
@@ -58,18 +61,26 @@ def text_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[s
     return scores
 
 
+@dataclass(frozen=True)
+class TokenLogprobs:
+    """The final assistant turn's token ids and each one's log-probability given all before it."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+
+
 @torch.inference_mode()
-def response_nll(
+def response_token_logprobs(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     conversations: Sequence[Sequence[Message]],
     batch_size: int = 8,
-) -> list[float]:
-    """Per-example mean negative log-likelihood of the final assistant turn given the prompt.
+) -> list[TokenLogprobs]:
+    """Per example, the log-probability of every response token under the model.
 
     Only response tokens (including the end-of-turn token) count, matching the training loss.
     """
-    losses: list[float] = []
+    scored: list[TokenLogprobs] = []
     for start in range(0, len(conversations), batch_size):
         batch = conversations[start : start + batch_size]
         ids, labels = zip(*(_response_labels(tokenizer, c) for c in batch), strict=True)
@@ -82,14 +93,26 @@ def response_nll(
         logits = model(
             input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device)
         ).logits.float()
-        # Position t predicts token t+1: shift, then average the per-token loss per row.
+        # Position t predicts token t+1: shift; log p(token) is minus its cross-entropy.
         shift_logits, shift_target = logits[:, :-1], target[:, 1:].to(model.device)
-        token_loss = torch.nn.functional.cross_entropy(
+        token_logprob = -torch.nn.functional.cross_entropy(
             shift_logits.transpose(1, 2), shift_target, ignore_index=-100, reduction="none"
         )
-        counted = (shift_target != -100).sum(dim=1).clamp(min=1)
-        losses.extend((token_loss.sum(dim=1) / counted).tolist())
-    return losses
+        for row, row_target in zip(token_logprob.cpu(), shift_target.cpu(), strict=True):
+            counted = row_target != -100
+            scored.append(TokenLogprobs(row_target[counted].tolist(), row[counted].tolist()))
+    return scored
+
+
+def response_nll(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[Sequence[Message]],
+    batch_size: int = 8,
+) -> list[float]:
+    """Per-example mean negative log-likelihood of the final assistant turn given the prompt."""
+    scored = response_token_logprobs(model, tokenizer, conversations, batch_size)
+    return [-float(np.mean(s.logprobs)) if s.logprobs else 0.0 for s in scored]
 
 
 def summarize(per_example: dict[str, list[float]]) -> dict[str, float]:

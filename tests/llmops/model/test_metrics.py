@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from llmops.model.loading import load_model, load_tokenizer, resolve_base
-from llmops.model.metrics import compare, paired_bootstrap, response_nll, summarize, text_scores
+from llmops.model.metrics import (
+    compare,
+    paired_bootstrap,
+    response_nll,
+    response_token_logprobs,
+    summarize,
+    text_scores,
+)
 from llmops.records import instruction_to_messages
 
 
@@ -59,4 +66,25 @@ def test_response_nll_counts_only_response_tokens() -> None:
     assert all(5 < x < 15 for x in losses)
     assert losses == pytest.approx(
         response_nll(model, tokenizer, same_answer, batch_size=1), rel=1e-4
+    )
+
+
+def test_response_token_logprobs_score_exactly_the_answer_tokens() -> None:
+    base = resolve_base("tiny-random")
+    model, tokenizer = load_model(base, torch.device("cpu")), load_tokenizer(base)
+    chats = [instruction_to_messages("short?", "Press Save."), instruction_to_messages("q", "No.")]
+    scored = response_token_logprobs(model, tokenizer, chats, batch_size=2)
+    for chat, tokens in zip(chats, scored, strict=True):
+        prompt = tokenizer.apply_chat_template(
+            chat[:-1], add_generation_prompt=True, tokenize=False
+        )
+        full = tokenizer.apply_chat_template(chat, tokenize=False)
+        # The answer's tokens and the template's end-of-turn tokens, one log-probability each.
+        assert (
+            tokens.token_ids
+            == tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
+        )
+        assert len(tokens.logprobs) == len(tokens.token_ids) and max(tokens.logprobs) < 0
+    assert response_nll(model, tokenizer, chats) == pytest.approx(
+        [-sum(s.logprobs) / len(s.logprobs) for s in scored]
     )
