@@ -58,6 +58,7 @@ def prepare(config: PrepareConfig) -> DatasetRef:
             len(conflicts),
         ),
         "contract": {"name": contract.name, "path": config.contract},
+        "slices": list(contract.slices),
         "deduplication": {**asdict(rules), "conflicts": conflicts},
         "config": json.loads(config.recipe()),
         "sources": files,

@@ -8,6 +8,8 @@ never taken for a dataset.
 import io
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from llmops import store
 from llmops.outputs import DatasetRef
@@ -23,9 +25,36 @@ def read_dataset(uri: str) -> DatasetRef:
             "data first and pass the folder it prints"
         )
     manifest = store.read_json(manifest_url)
-    return DatasetRef(dataset_id=manifest["dataset_id"], uri=uri, counts=manifest["counts"])
+    return DatasetRef(
+        dataset_id=manifest["dataset_id"],
+        uri=uri,
+        counts=manifest["counts"],
+        slices=manifest.get("slices", []),
+    )
+
+
+# Metadata is a string map: a Parquet struct would get one field per key any record has (and
+# cannot be written at all when no record of a split has a key).
+METADATA_TYPE = pa.map_(pa.string(), pa.string())
+
+
+def encode_split(records: pd.DataFrame) -> bytes:
+    """A split's records as Parquet bytes (what `read_split` reads back)."""
+    table = pa.Table.from_pandas(
+        records.drop(columns="metadata", errors="ignore"), preserve_index=False
+    )
+    if "metadata" in records:
+        values = [list(m.items()) for m in records["metadata"]]
+        table = table.append_column("metadata", pa.array(values, type=METADATA_TYPE))
+    buffer = io.BytesIO()
+    pq.write_table(table.select(list(records.columns)), buffer)
+    return buffer.getvalue()
 
 
 def read_split(dataset: DatasetRef, split: str) -> pd.DataFrame:
-    """One split ("train" or "eval") of a dataset as records (record_id, source, messages)."""
-    return pd.read_parquet(io.BytesIO(store.read_bytes(dataset.split_uri(split))))
+    """One split ("train" or "eval") of a dataset as records: record_id, source, messages, and
+    `rejected` and `metadata` (a dict) when the dataset has them (see llmops.records)."""
+    frame = pd.read_parquet(io.BytesIO(store.read_bytes(dataset.split_uri(split))))
+    if "metadata" in frame:
+        frame["metadata"] = frame["metadata"].map(dict)
+    return frame

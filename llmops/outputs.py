@@ -28,6 +28,7 @@ class DatasetRef(StageOutput):
     counts: dict[str, int]
 
     def split_uri(self, split: str) -> str:
+    slices: list[str] = []  # metadata fields the contract names as evaluation slices
         """Where a split's Parquet file lives ("train" or "eval")."""
         return store.join(self.uri, f"{split}.parquet")
 

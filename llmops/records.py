@@ -6,12 +6,21 @@ A record is a row with:
     messages   the conversation as [{"role": "system"|"user"|"assistant", "content": str}, ...],
                ending with the assistant turn that is trained on and evaluated against.
 An instruction record (`prompt`/`response`, optional `system`) becomes system?, user, assistant.
+
+Two optional columns, written only when the data has them:
+    rejected   a preference pair's rejected answer: `messages` ends with the chosen answer and
+               `rejected` answers the same prompt turns worse (None on a supervised record).
+    metadata   the source row's other scalar top-level fields as strings (topic, language, ...),
+               which a data contract may name as evaluation slices.
 """
 
 from typing import Literal, TypedDict
 
 Role = Literal["system", "user", "assistant"]
 RECORD_COLUMNS = ("record_id", "source", "messages")
+OPTIONAL_COLUMNS = ("rejected", "metadata")
+# Raw fields that make up a record rather than describe it: never copied into `metadata`.
+RECORD_FIELDS = frozenset({"id", "messages", "prompt", "response", "system", "chosen", "rejected"})
 
 
 class Message(TypedDict):

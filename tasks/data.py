@@ -1,6 +1,5 @@
 """Prefect tasks of data preparation: each works on the whole batch (never one task a record)."""
 
-import io
 import json
 from collections import Counter
 from typing import Any
@@ -20,10 +19,11 @@ from llmops.data.prepare import (
     decontaminate,
     deduplicate,
     dumps_jsonl,
+    record_columns,
     redact_records,
     split_records,
 )
-from llmops.datasets import read_dataset
+from llmops.datasets import encode_split, read_dataset
 from llmops.outputs import DatasetRef
 from tasks.policy import STORE_RETRIES
 
@@ -157,10 +157,10 @@ def save_dataset(
     """Write train/eval Parquet, rejected.jsonl and, last, manifest.json under
     <output>/<dataset_id>/ (a folder without a manifest is never read as a dataset)."""
     folder = store.join(output, dataset_id)
+    columns = record_columns(pd.concat([train, eval_]))  # both splits get the same columns
     for name, frame in (("train", train), ("eval", eval_)):
-        buffer = io.BytesIO()
-        as_records(frame).to_parquet(buffer, index=False)
-        store.write_bytes(store.join(folder, f"{name}.parquet"), buffer.getvalue())
+        data = encode_split(as_records(frame, columns))
+        store.write_bytes(store.join(folder, f"{name}.parquet"), data)
     store.write_text(store.join(folder, "rejected.jsonl"), dumps_jsonl(rejected))
     store.write_json(store.join(folder, "manifest.json"), manifest)
     dataset = read_dataset(folder)

@@ -9,8 +9,9 @@ import pandas as pd
 import yaml
 
 from llmops.data.dedup import DedupKey
+from llmops.records import RECORD_FIELDS
 
-CONTRACT_KEYS = {"name", "max_failed_fraction", "expectations", "deduplication"}
+CONTRACT_KEYS = {"name", "max_failed_fraction", "expectations", "deduplication", "slices"}
 ConflictPolicy = Literal["keep", "drop"]
 
 
@@ -34,6 +35,7 @@ class Contract:
     reasons: tuple[str, ...]
     text: str  # the file's bytes as text, part of the dataset id
     deduplication: Deduplication = Deduplication()
+    slices: tuple[str, ...] = ()  # metadata fields evaluation reports metrics per value of
 
 
 def load_contract(path: str) -> Contract:
@@ -51,6 +53,7 @@ def load_contract(path: str) -> Contract:
         reasons=tuple(s.get("reason") or s["type"] for s in specs),
         text=text,
         deduplication=parse_deduplication(data.get("deduplication") or {}, path),
+        slices=parse_slices(data.get("slices") or [], path),
     )
     build_suite(contract)  # fails fast on an unknown expectation type or argument
     return contract
@@ -80,6 +83,18 @@ def parse_deduplication(section: dict, path: str) -> Deduplication:
             "set conflicting_answers: drop (or key: example to keep them)"
         )
     return rules
+
+
+def parse_slices(fields: object, path: str) -> tuple[str, ...]:
+    """The contract's `slices:` list: distinct metadata field names, not the record's own."""
+    if not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields):
+        raise ValueError(f"contract {path}: slices must be a list of metadata field names")
+    reserved = sorted(set(fields) & RECORD_FIELDS)
+    if reserved or len(set(fields)) != len(fields):
+        raise ValueError(
+            f"contract {path}: slices {fields} repeat a field or name a record field {reserved}"
+        )
+    return tuple(fields)
 
 
 def build_suite(contract: Contract):

@@ -45,15 +45,21 @@ def render(messages: list[dict]) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
 
-def record_key(messages: list[dict], key: DedupKey) -> Key:
+def record_key(messages: list[dict], key: DedupKey, rejected: str | None = None) -> Key:
     """What a record is compared on. "example": (system message, turns before the answer, the
-    answer). "prompt": the turns before the answer alone, without the system message, which is
-    house instructions shared by many records rather than part of the customer's question."""
+    answer), plus a preference pair's rejected answer. "prompt": the turns before the answer
+    alone, without the system message, which is house instructions shared by many records
+    rather than part of the customer's question.
+
+    Two pairs with one prompt and one chosen answer but different rejected answers teach two
+    preferences, so they are not copies: the rejected answer is a part of its own, which the
+    near-duplicate check compares on its own too."""
     system = [m for m in messages[:-1] if m["role"] == "system"]
     turns = [m for m in messages[:-1] if m["role"] != "system"]
     if key == "prompt":
         return (render(turns),)
-    return (render(system), render(turns), render(messages[-1:]))
+    pair = (f"rejected: {rejected}",) if rejected is not None else ()
+    return (render(system), render(turns), render(messages[-1:]), *pair)
 
 
 def key_text(key: Key) -> str:
@@ -107,6 +113,8 @@ def word_similarity(a: str, b: str) -> float:
 def is_near_duplicate(a: Key, b: Key, a_shingles: set[str], b_shingles: set[str], t: float) -> bool:
     """The exact check of a MinHash candidate: the whole key's Jaccard reaches `t`, and so does
     the word similarity of each part (a single-part key has nothing more to check)."""
+    if len(a) != len(b):  # a preference pair and a supervised record are never copies
+        return False
     if jaccard(a_shingles, b_shingles) < t:
         return False
     return len(a) == 1 or all(word_similarity(x, y) >= t for x, y in zip(a, b, strict=True))

@@ -17,7 +17,9 @@ import fsspec
 import pandas as pd
 import pyarrow as pa
 
+from llmops.data.dedup import normalize
 from llmops.data.errors import SourceUnreadableError
+from llmops.records import RECORD_FIELDS
 
 FORMATS = (".jsonl", ".json", ".csv", ".parquet")
 TEXT_FORMATS = (".jsonl", ".json", ".csv")
@@ -161,6 +163,22 @@ def _read_parquet(name: str, data: bytes) -> tuple[list[dict], list[dict]]:
     return [{"source": f"{name}:{i + 1}", "raw": row} for i, row in enumerate(rows)], []
 
 
+FLAT_COLUMNS = [
+    "row",
+    "record_id",
+    "source",
+    "messages",
+    "roles",
+    "prompt",
+    "response",
+    "rejected",
+    "rejected_differs",
+    "all_text",
+    "characters",
+    "metadata",
+]
+
+
 def flatten(items: list[dict]) -> pd.DataFrame:
     """One row per item with the columns the data contract speaks about.
 
@@ -168,6 +186,9 @@ def flatten(items: list[dict]) -> pd.DataFrame:
     sequence ("system,user,assistant") so a contract can check the order; `all_text` flags
     values that are not strings (a number where text belongs); `characters` is the length of
     all text in the record, so a contract can bound every turn and the system message too.
+    A preference pair (a row with `chosen`/`rejected`) ends its messages with the chosen answer;
+    `rejected` is its rejected answer (None elsewhere) and `rejected_differs` whether the two
+    differ beyond case, spacing and punctuation. `metadata` holds the row's other scalar fields.
     """
     rows = []
     for position, item in enumerate(items):
@@ -181,6 +202,10 @@ def flatten(items: list[dict]) -> pd.DataFrame:
             else None
         )
         prompt = users[-1] if users else None
+        response = assistant if isinstance(assistant, str) else None
+        rejected = raw.get("rejected")
+        texts = [m["content"] for m in messages if _is_text(m)]
+        texts += [rejected] if isinstance(rejected, str) else []
         rows.append(
             {
                 "row": position,
@@ -189,38 +214,60 @@ def flatten(items: list[dict]) -> pd.DataFrame:
                 "messages": messages,
                 "roles": ",".join(str(m.get("role")) for m in messages),
                 "prompt": prompt if isinstance(prompt, str) else None,
-                "response": assistant if isinstance(assistant, str) else None,
-                "all_text": all(_is_text(m) for m in messages),
-                "characters": sum(len(m["content"]) for m in messages if _is_text(m)),
+                "response": response,
+                "rejected": rejected if isinstance(rejected, str) else None,
+                "rejected_differs": _differs(response, rejected) if _is_pair(raw) else None,
+                "all_text": all(_is_text(m) for m in messages)
+                and (rejected is None or isinstance(rejected, str)),
+                "characters": sum(len(text) for text in texts),
+                "metadata": _metadata_of(raw),
             }
         )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "row",
-            "record_id",
-            "source",
-            "messages",
-            "roles",
-            "prompt",
-            "response",
-            "all_text",
-            "characters",
-        ],
-    )
+    return pd.DataFrame(rows, columns=FLAT_COLUMNS)
 
 
 def _is_text(message: dict) -> bool:
     return isinstance(message.get("content"), str)
 
 
+def _is_pair(raw: dict) -> bool:
+    return "chosen" in raw or "rejected" in raw
+
+
+def _differs(chosen: str | None, rejected: Any) -> bool | None:
+    """None when either answer is missing (other expectations report that)."""
+    if not isinstance(chosen, str) or not isinstance(rejected, str):
+        return None
+    return normalize(chosen) != normalize(rejected)
+
+
+def _metadata_of(raw: dict) -> dict[str, str]:
+    """The row's scalar fields other than the record's own, as strings; missing values and
+    lists or objects are left out (a slice is one value per record)."""
+    return {
+        str(key): str(value)
+        for key, value in raw.items()
+        if key not in RECORD_FIELDS
+        and pd.api.types.is_scalar(value)
+        and not pd.isna(value)
+        and str(value) != ""
+    }
+
+
 def _messages_of(raw: dict) -> list[dict]:
+    """A pair's prompt turns end with its chosen answer; an instruction row's with its response."""
+    answer = raw.get("chosen") if _is_pair(raw) else raw.get("response")
     if isinstance(raw.get("messages"), list):
-        return [m if isinstance(m, dict) else {"role": None, "content": m} for m in raw["messages"]]
+        turns = [
+            m if isinstance(m, dict) else {"role": None, "content": m} for m in raw["messages"]
+        ]
+        if _is_pair(raw) and answer not in (None, ""):
+            turns.append({"role": "assistant", "content": answer})
+        return turns
     head = [{"role": "system", "content": raw["system"]}] if raw.get("system") else []
     turns = []
     if "prompt" in raw:
         turns.append({"role": "user", "content": raw["prompt"]})
-    if "response" in raw and raw["response"] not in (None, ""):
-        turns.append({"role": "assistant", "content": raw["response"]})
+    if answer not in (None, ""):
+        turns.append({"role": "assistant", "content": answer})
     return head + turns

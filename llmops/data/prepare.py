@@ -26,7 +26,7 @@ from llmops.data.dedup import (
     record_key,
 )
 from llmops.data.pii import redact
-from llmops.records import RECORD_COLUMNS, reference_response
+from llmops.records import OPTIONAL_COLUMNS, RECORD_COLUMNS, reference_response
 
 
 @dataclass
@@ -41,23 +41,26 @@ class Prepared:
 
 
 def redact_records(frame: pd.DataFrame, mode: str) -> tuple[pd.DataFrame, list[dict], Counter]:
-    """Apply PII policy `mode` (redact | drop | off) to every message; returns (kept, dropped
-    as rejected rows, counts by PII type)."""
+    """Apply PII policy `mode` (redact | drop | off) to every message, a pair's rejected answer
+    and the metadata values; returns (kept, dropped as rejected rows, counts by PII type)."""
     if mode == "off":
         return frame, [], Counter()
     totals: Counter = Counter()
-    new_messages, has_pii = [], []
-    for messages in frame["messages"]:
+    new_messages, new_rejected, new_metadata, has_pii = [], [], [], []
+    for messages, rejected, metadata in zip(
+        frame["messages"], _column(frame, "rejected"), _column(frame, "metadata"), strict=True
+    ):
         found: Counter = Counter()
-        redacted = []
-        for message in messages:
-            text, counts = redact(message["content"])
-            found += counts
-            redacted.append({"role": message["role"], "content": text})
+        new_messages.append(
+            [{"role": m["role"], "content": _redact_into(m["content"], found)} for m in messages]
+        )
+        new_rejected.append(_redact_into(rejected, found) if isinstance(rejected, str) else None)
+        new_metadata.append({k: _redact_into(v, found) for k, v in (metadata or {}).items()})
         totals += found
-        new_messages.append(redacted)
         has_pii.append(bool(found))
-    frame = frame.assign(messages=new_messages, pii=has_pii)
+    frame = frame.assign(
+        messages=new_messages, rejected=new_rejected, metadata=new_metadata, pii=has_pii
+    )
     if mode == "redact":
         return frame, [], totals
     dropped = frame[frame["pii"]]
@@ -68,6 +71,18 @@ def redact_records(frame: pd.DataFrame, mode: str) -> tuple[pd.DataFrame, list[d
     return frame[~frame["pii"]], rejected, totals
 
 
+def _redact_into(text: str, found: Counter) -> str:
+    """`text` redacted, its PII counted into `found`."""
+    redacted, counts = redact(text)
+    found.update(counts)
+    return redacted
+
+
+def _column(frame: pd.DataFrame, name: str) -> list:
+    """An optional record column's values, None for every row when the frame has none."""
+    return frame[name].tolist() if name in frame else [None] * len(frame)
+
+
 def deduplicate(
     frame: pd.DataFrame, rules: Deduplication, settings: MinHashSettings
 ) -> tuple[pd.DataFrame, list[dict], list[dict]]:
@@ -75,7 +90,8 @@ def deduplicate(
     records that answer an already answered prompt differently. Those stay unless the contract
     drops them. Returns (kept, rejected, conflicts); a rejection names the record it repeats."""
     messages = frame["messages"].tolist()
-    keys = [record_key(m, rules.key) for m in messages]
+    pairs = _column(frame, "rejected")
+    keys = [record_key(m, rules.key, r) for m, r in zip(messages, pairs, strict=True)]
     answers = [normalize(reference_response(m)) for m in messages]
     fate: dict[int, tuple[str, int]] = {}  # position -> (reason, position of the first record)
     for i, j in exact_duplicates([key_text(k) for k in keys]).items():
@@ -191,9 +207,20 @@ def content_hash(parts: list[bytes | str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def as_records(frame: pd.DataFrame) -> pd.DataFrame:
-    """Only the record columns, in order, with a clean index."""
-    return frame.loc[:, list(RECORD_COLUMNS)].reset_index(drop=True)
+def record_columns(frame: pd.DataFrame) -> list[str]:
+    """The record columns, plus each optional one that holds a value in some row (a dataset
+    without pairs or metadata keeps the plain three columns)."""
+    present = [
+        c
+        for c in OPTIONAL_COLUMNS
+        if c in frame and frame[c].map(lambda v: isinstance(v, str | dict) and bool(v)).any()
+    ]
+    return [*RECORD_COLUMNS, *present]
+
+
+def as_records(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Only the given record columns, in order, with a clean index."""
+    return frame.loc[:, columns].reset_index(drop=True)
 
 
 def dumps_jsonl(rows: list[dict]) -> str:
