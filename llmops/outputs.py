@@ -10,8 +10,10 @@ from pydantic import BaseModel, ConfigDict
 
 from llmops import store
 from llmops.model.cost import ComputeCost
+from llmops.model.fairness import FairnessResult
 from llmops.model.gate import Verdict
 from llmops.model.metrics import Interval
+from llmops.model.slices import SliceResult
 
 
 class StageOutput(BaseModel):
@@ -68,6 +70,8 @@ class EvaluationReport(StageOutput):
     metrics: dict[str, dict[str, float]]  # model label -> metric -> mean
     intervals: dict[str, dict[str, Interval]]  # "base"/"champion" -> CI of candidate - it
     cost: ComputeCost | None = None  # scoring done by this run (None: recorded before costs)
+    slices: list[SliceResult] = []  # per-slice results vs compared_to (empty: before slices)
+    fairness: dict[str, FairnessResult] = {}  # model label -> bias probe (empty: not run)
 
     @property
     def compared_to(self) -> str:

@@ -5,12 +5,24 @@ no champion yet (the first model ever must beat the base). Improvements are sign
 metric's direction, so "lower eval loss" counts as an improvement.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from llmops.model.fairness import MEASURES, FairnessResult
 from llmops.model.metrics import METRIC_DIRECTIONS, Interval
+from llmops.model.slices import SliceResult
+
+
+class SliceRegression(BaseModel):
+    """How far the primary metric may drop on any one slice large enough to trust."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_examples: int = Field(ge=1, description="Slices with fewer examples are not checked.")
+    max_drop: float = Field(ge=0.0, description="Largest tolerated drop of the slice's mean.")
 
 
 class GatePolicy(BaseModel):
@@ -32,6 +44,14 @@ class GatePolicy(BaseModel):
     min_scores: dict[str, float] = Field(
         default_factory=dict,
         description="Optional absolute floors for higher-is-better metrics.",
+    )
+    max_slice_regression: SliceRegression | None = Field(
+        None, description="No slice may drop more than this on the primary metric (None: off)."
+    )
+    max_fairness_spread: dict[str, float] = Field(
+        default_factory=dict,
+        description=f"Bias-probe measure ({', '.join(MEASURES)}) -> the largest spread over "
+        "the groups of any attribute (needs the evaluation's bias probe).",
     )
 
     @field_validator("primary_metric")
@@ -57,6 +77,13 @@ class GatePolicy(BaseModel):
             raise ValueError(f"min_scores only apply to higher-is-better metrics, not {wrong}")
         return floors
 
+    @field_validator("max_fairness_spread")
+    @classmethod
+    def _known_measures(cls, limits: dict[str, float]) -> dict[str, float]:
+        if any(m not in MEASURES for m in limits) or any(v < 0 for v in limits.values()):
+            raise ValueError(f"fairness limits must be {list(MEASURES)} with limit >= 0: {limits}")
+        return limits
+
 
 @dataclass(frozen=True)
 class GateDecision:
@@ -72,8 +99,11 @@ def decide(
     candidate: dict[str, float],
     intervals: dict[str, Interval],
     compared_to: str,
+    slices: Sequence[SliceResult] = (),
+    fairness: FairnessResult | None = None,
 ) -> GateDecision:
-    """Apply the policy to the candidate's metrics and its intervals against `compared_to`."""
+    """Apply the policy to the candidate's metrics and its intervals against `compared_to`
+    (and, when the policy bounds them, to its slice results and bias-probe result)."""
     reasons: list[str] = []
     failed = False
     for metric in (policy.primary_metric, *policy.guard_metrics):
@@ -111,7 +141,65 @@ def decide(
         if value is None or value < floor:
             failed = True
             reasons.append(f"{metric} = {value} is below the floor {floor}")
+
+    for check, reason in [
+        *slice_checks(policy, slices),
+        *fairness_checks(policy.max_fairness_spread, fairness),
+    ]:
+        failed |= not check
+        reasons.append(reason)
     return GateDecision(not failed, compared_to, reasons)
+
+
+def slice_checks(policy: GatePolicy, slices: Sequence[SliceResult]) -> list[tuple[bool, str]]:
+    """(passed, reason) per slice that regresses beyond `max_slice_regression` on the primary
+    metric, or one line saying the slices hold; nothing when the policy does not bound them."""
+    bound, metric = policy.max_slice_regression, policy.primary_metric
+    if bound is None:
+        return []
+    if not slices or any(metric not in s.intervals for s in slices):
+        return [(False, f"{metric} was not measured per slice: cannot check slice regressions")]
+    checked = [s for s in slices if s.count >= bound.min_examples]
+    sign = METRIC_DIRECTIONS[metric]
+    failures = [
+        (
+            False,
+            f"slice {s.name}: {metric} drops {-sign * s.intervals[metric].diff:.4f} > "
+            f"{bound.max_drop} vs {s.compared_to} (n={s.count})",
+        )
+        for s in checked
+        if -sign * s.intervals[metric].diff > bound.max_drop
+    ]
+    return failures or [
+        (
+            True,
+            f"slices hold: none of {len(checked)} with n >= {bound.min_examples} drops more "
+            f"than {bound.max_drop} on {metric} ({len(slices) - len(checked)} smaller skipped)",
+        )
+    ]
+
+
+def fairness_checks(
+    limits: dict[str, float], fairness: FairnessResult | None
+) -> list[tuple[bool, str]]:
+    """(passed, reason) per bias-probe attribute and bounded measure; nothing when unbounded."""
+    if not limits:
+        return []
+    if fairness is None:
+        return [(False, "the bias probe was not run: cannot check fairness spreads")]
+    checks = []
+    for attribute, spreads in fairness.spreads.items():
+        for measure, limit in limits.items():
+            holds = spreads[measure] <= limit
+            relation = "<=" if holds else ">"
+            checks.append(
+                (
+                    holds,
+                    f"fairness {attribute}: {measure} spread {spreads[measure]:.4f} {relation} "
+                    f"{limit} across its groups",
+                )
+            )
+    return checks
 
 
 # released: passed the gate and went live as a release; the release flow decides.
