@@ -1,4 +1,5 @@
-"""Feedback tasks: export rated/corrected answers as training data, and the feedback event."""
+"""Feedback tasks: export rated/corrected answers as training data or preference pairs, and the
+feedback events."""
 
 import json
 from typing import Any
@@ -7,7 +8,7 @@ from prefect import task
 from prefect.events import emit_event
 
 from llmops import store
-from llmops.serving.feedback import feedback_training_records
+from llmops.serving.feedback import feedback_preference_pairs, feedback_training_records
 from llmops.serving.store import InferenceStore
 
 
@@ -17,12 +18,28 @@ def export_feedback(inference_log: str, output_url: str, min_score: float = 1.0)
     `output_url`, the input format `llmops prepare` ingests; returns how many."""
     log = InferenceStore(inference_log)
     records = feedback_training_records(log.read_answers(), log.read_feedback(), min_score)
-    lines = "".join(
-        json.dumps({"id": r.record_id, "messages": list(r.messages)}, ensure_ascii=False) + "\n"
-        for r in records.itertuples(index=False)
+    rows = [
+        {"id": r.record_id, "messages": list(r.messages)} for r in records.itertuples(index=False)
+    ]
+    return _save_jsonl(output_url, rows)
+
+
+@task
+def export_preference_pairs(
+    inference_log: str, output_url: str, min_score: float = 1.0, max_rejected_score: float = 0.0
+) -> int:
+    """Write preference pairs ({id, messages, chosen, rejected}) from corrections and from up-
+    vs down-rated answers to one prompt as JSON Lines at `output_url`; returns how many."""
+    log = InferenceStore(inference_log)
+    pairs = feedback_preference_pairs(
+        log.read_answers(), log.read_feedback(), min_score, max_rejected_score
     )
-    store.write_text(output_url, lines)
-    return len(records)
+    return _save_jsonl(output_url, pairs)
+
+
+def _save_jsonl(output_url: str, rows: list[dict]) -> int:
+    store.write_text(output_url, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return len(rows)
 
 
 def emit_feedback_event(row: dict[str, Any], model_name: str) -> None:

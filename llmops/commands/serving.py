@@ -52,19 +52,34 @@ def serve(
 
 
 def export(
-    output: str = typer.Option(..., help="JSON Lines file to write the training records to."),
+    output: str = typer.Option(..., help="JSON Lines file to write the records or pairs to."),
     inference_log: str | None = typer.Option(
         None, help="Inference log folder or s3:// prefix (default <store>/inference)."
     ),
     min_score: float = typer.Option(
-        1.0, min=0.0, max=1.0, help="Keep answers scored at least this."
+        1.0, min=0.0, max=1.0, help="Keep answers scored at least this (pairs: the chosen ones)."
+    ),
+    pairs: bool = typer.Option(
+        False,
+        "--pairs",
+        help="Write preference pairs {id, messages, chosen, rejected}: a correction beats the "
+        "answer it corrected; an up-rated answer beats a down-rated one to the same prompt.",
+    ),
+    max_rejected_score: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="With --pairs: answers scored at most this are rejected."
     ),
 ) -> None:
-    """Turn corrected and highly rated answers into training records for `llmops prepare`."""
+    """Turn corrected and rated answers into training records (or pairs) for `llmops prepare`."""
     from llmops import store
-    from tasks.feedback import export_feedback
+    from tasks.feedback import export_feedback, export_preference_pairs
 
     log = inference_log or store.join(store.store_root(), "inference")
+    if pairs:
+        if max_rejected_score >= min_score:
+            raise typer.BadParameter("must be below --min-score", param_hint="--max-rejected-score")
+        written = export_preference_pairs(log, output, min_score, max_rejected_score)
+        typer.echo(f"wrote {written} preference pairs to {output}")
+        return
     written = export_feedback(log, output, min_score)
     typer.echo(f"wrote {written} records to {output}")
 

@@ -3,50 +3,27 @@
 import json
 from pathlib import Path
 
+from feedback_support import add_feedback, chat_request
+
 from llmops.records import reference_response
 from llmops.serving.feedback import feedback_training_records
-from llmops.serving.store import InferenceStore, utc_now
+from llmops.serving.store import InferenceStore
 from tasks.feedback import export_feedback
 
 
 def _fill(store: InferenceStore) -> None:
     def request(rid: str, endpoint: str = "chat") -> dict:
-        return {
-            "timestamp": utc_now(),
-            "request_id": rid,
-            "model_version": "2",
-            "endpoint": endpoint,
-            "messages": [
-                {"role": "system", "content": "Be brief."},
-                {"role": "user", "content": f"question {rid}"},
-            ],
-            "response": f"served {rid}",
-            "prompt_tokens": 9,
-            "completion_tokens": 3,
-            "latency_ms": 30.0,
-        }
+        return chat_request(rid, f"question {rid}", f"served {rid}", endpoint)
 
     store.append_requests(
         [request("good"), request("fixed"), request("bad"), request("raw", "completions")]
     )
 
-    def feedback(rid: str, score: float, correction: str | None = None) -> None:
-        store.append_feedback(
-            {
-                "timestamp": utc_now(),
-                "request_id": rid,
-                "model_version": "2",
-                "rating": None,
-                "score": score,
-                "correction": correction,
-            }
-        )
-
-    feedback("good", 0.2)
-    feedback("good", 1.0)  # the latest rating wins
-    feedback("fixed", 0.0, "the corrected answer")
-    feedback("bad", 0.0)
-    feedback("raw", 1.0)  # a raw completion is no conversation: never exported
+    add_feedback(store, "good", 0.2)
+    add_feedback(store, "good", 1.0)  # the latest rating wins
+    add_feedback(store, "fixed", 0.0, "the corrected answer")
+    add_feedback(store, "bad", 0.0)
+    add_feedback(store, "raw", 1.0)  # a raw completion is no conversation: never exported
 
 
 def test_export_writes_corrections_and_good_answers(tmp_path: Path) -> None:
