@@ -8,7 +8,11 @@ from prefect import task
 from prefect.events import emit_event
 
 from llmops import store
-from llmops.serving.feedback import feedback_preference_pairs, feedback_training_records
+from llmops.serving.feedback import (
+    feedback_preference_pairs,
+    feedback_training_records,
+    preference_signal,
+)
 from llmops.serving.store import InferenceStore
 
 
@@ -43,17 +47,20 @@ def _save_jsonl(output_url: str, rows: list[dict]) -> int:
 
 
 def emit_feedback_event(row: dict[str, Any], model_name: str) -> None:
-    """Emit `llmops.feedback.received` for one stored feedback, the model version in its resource.
+    """Emit `llmops.feedback.received` for one stored feedback, the model version in its
+    resource, and `llmops.preference.recorded` too when it is a preference signal (a correction
+    or a thumbs up/down; counted by the dpo retrain trigger).
 
     A plain function, not a task: the server calls it per feedback from its request handler.
     """
+    resource = {
+        "prefect.resource.id": f"llmops.model.{model_name}.{row['model_version']}",
+        "llmops.model.name": model_name,
+        "llmops.model.version": str(row["model_version"]),
+    }
     emit_event(
         event="llmops.feedback.received",
-        resource={
-            "prefect.resource.id": f"llmops.model.{model_name}.{row['model_version']}",
-            "llmops.model.name": model_name,
-            "llmops.model.version": str(row["model_version"]),
-        },
+        resource=resource,
         payload={
             "request_id": row["request_id"],
             "rating": row["rating"],
@@ -61,3 +68,10 @@ def emit_feedback_event(row: dict[str, Any], model_name: str) -> None:
             "has_correction": row["correction"] is not None,
         },
     )
+    signal = preference_signal(row["correction"], row["score"])
+    if signal:
+        emit_event(
+            event="llmops.preference.recorded",
+            resource=resource,
+            payload={"request_id": row["request_id"], "signal": signal},
+        )

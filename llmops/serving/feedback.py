@@ -83,6 +83,15 @@ def feedback_preference_pairs(
     return [p for p in pairs if normalize(p["chosen"]) != normalize(p["rejected"])]
 
 
+def preference_signal(correction: str | None, score: float | None) -> str | None:
+    """What makes one feedback a preference signal: "correction" (it pairs with the answer it
+    corrects), "rating" for a thumbs up or down (score 1 or 0, what the default pairs export
+    counts as chosen or rejected), else None (a lukewarm score pairs with nothing)."""
+    if isinstance(correction, str) and correction.strip():
+        return "correction"
+    return "rating" if score in (0.0, 1.0) else None
+
+
 def rated_chats(requests: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
     """Chat requests joined with their latest feedback, in feedback order."""
     latest = feedback.drop_duplicates("request_id", keep="last")

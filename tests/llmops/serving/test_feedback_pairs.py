@@ -6,7 +6,7 @@ import hashlib
 import pytest
 from feedback_support import EXPORT, GOOD_EXPORT, fill_log
 
-from llmops.serving.feedback import feedback_preference_pairs
+from llmops.serving.feedback import feedback_preference_pairs, preference_signal
 from llmops.serving.store import InferenceStore
 
 
@@ -46,3 +46,14 @@ def test_a_looser_rejection_threshold_adds_the_lukewarm_answer(tmp_path):
     ]
     with pytest.raises(ValueError, match="must be below min_score"):
         feedback_preference_pairs(log.read_answers(), log.read_feedback(), 0.5, 0.5)
+
+
+def test_corrections_and_thumbs_are_preference_signals():
+    assert preference_signal("Use Forgot password.", 0.0) == "correction"
+    assert [preference_signal(None, s) for s in (1.0, 0.0, 0.5, None)] == [
+        "rating",
+        "rating",
+        None,
+        None,
+    ]
+    assert preference_signal("  ", 0.7) is None  # a blank correction corrects nothing
