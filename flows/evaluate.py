@@ -3,17 +3,27 @@
     llmops evaluate --dataset <dataset URI> --adapter <adapter URI, e.g. runs:/<id>/adapter>
 
 Same held-out examples and greedy decoding for every model; metrics with paired bootstrap
-confidence intervals go to MLflow (metrics, per-example table, dataset input) and to a
-Prefect table artifact. The EvaluationReport it returns is kept in the store, where
-`promote` reads it by run id on any host.
+confidence intervals, overall and per slice (contract slice fields, answer-length buckets), go
+to MLflow (metrics, per-example table, dataset input) and to Prefect table artifacts; with
+`bias_probe` on, the candidate and the compared model also answer the bias probe. The
+EvaluationReport it returns is kept in the store, where `promote` reads it by run id on any
+host.
 """
 
 from prefect import flow
 
 from llmops.flow_configs import EvaluateConfig
 from llmops.outputs import EvaluationReport
+from tasks.bias_probe import (
+    answer_bias_probe,
+    load_bias_probe,
+    measure_fairness,
+    publish_fairness_table,
+    save_fairness_metrics,
+)
 from tasks.data import load_dataset
 from tasks.evaluation import (
+    ModelScores,
     ModelUnderTest,
     compare_scores,
     describe_candidate,
@@ -26,6 +36,7 @@ from tasks.evaluation import (
     score_model,
     summarize_scores,
 )
+from tasks.slices import measure_slices, publish_slice_table, save_slice_metrics
 
 
 @flow(name="evaluate", log_prints=True)
@@ -36,8 +47,9 @@ def evaluate(config: EvaluateConfig) -> EvaluationReport:
     candidate_ref = describe_candidate(config.base_model, config.adapter)
     champion_ref = load_champion(config.registered_model)
     decoding = (records, config.max_new_tokens, config.batch_size)
+    base_ref = ModelUnderTest("base", config.base_model)
     candidate = score_model(candidate_ref, *decoding)
-    base = score_model(ModelUnderTest("base", config.base_model), *decoding)
+    base = score_model(base_ref, *decoding)
     bootstrap = (config.confidence, config.n_resamples)
     intervals = {"base": compare_scores(candidate, base, *bootstrap)}
     scores = [candidate, base]
@@ -45,7 +57,20 @@ def evaluate(config: EvaluateConfig) -> EvaluationReport:
         champion = score_model(champion_ref, *decoding)
         intervals["champion"] = compare_scores(candidate, champion, *bootstrap)
         scores.append(champion)
-    cost = measure_evaluation_cost(scores, config.cost)
+    compared_ref = champion_ref or base_ref
+    slices = measure_slices(
+        records, dataset.slices, scores, compared_ref.label, config.slice_length_bounds, *bootstrap
+    )
+    probe_answers: list[ModelScores] = []
+    fairness = {}
+    if config.bias_probe:
+        probe = load_bias_probe()
+        probe_answers = [
+            answer_bias_probe(m, probe, config.bias_probe_max_new_tokens, config.batch_size)
+            for m in (candidate_ref, compared_ref)
+        ]
+        fairness = measure_fairness(probe, probe_answers)
+    cost = measure_evaluation_cost([*scores, *probe_answers], config.cost)
     run_id = save_evaluation_run(
         config.experiment,
         dataset,
@@ -72,6 +97,13 @@ def evaluate(config: EvaluateConfig) -> EvaluationReport:
         metrics=summarize_scores(scores),
         intervals=intervals,
         cost=cost,
+        slices=slices,
+        fairness=fairness,
     )
+    save_slice_metrics(run_id, slices)
+    save_fairness_metrics(run_id, fairness)
     publish_evaluation_table(report)
+    publish_slice_table(report)
+    if fairness:
+        publish_fairness_table(report)
     return save_evaluation_report(config.store_url(), report)

@@ -171,6 +171,23 @@ class EvaluateConfig(FlowConfig):
     cost: CostSettings = Field(
         default_factory=CostSettings, description="Hourly rate per device kind, currency."
     )
+    slice_length_bounds: tuple[int, int] = Field(
+        (20, 60),
+        description="Reference-answer words where the medium and the long length slices start.",
+    )
+    bias_probe: bool = Field(
+        False, description="Ask the bias probe's templated prompts (candidate and compared model)."
+    )
+    bias_probe_max_new_tokens: int = Field(
+        48, ge=1, le=2048, description="Generation budget per bias-probe answer."
+    )
+
+    @field_validator("slice_length_bounds")
+    @classmethod
+    def _ascending(cls, bounds: tuple[int, int]) -> tuple[int, int]:
+        if not 0 < bounds[0] < bounds[1]:
+            raise ValueError(f"slice_length_bounds must be 0 < short end < long start: {bounds}")
+        return bounds
 
 
 class PromoteConfig(FlowConfig):

@@ -28,9 +28,9 @@ class DatasetRef(StageOutput):
     dataset_id: str
     uri: str
     counts: dict[str, int]
+    slices: list[str] = []  # metadata fields the contract names as evaluation slices
 
     def split_uri(self, split: str) -> str:
-    slices: list[str] = []  # metadata fields the contract names as evaluation slices
         """Where a split's Parquet file lives ("train" or "eval")."""
         return store.join(self.uri, f"{split}.parquet")
 

@@ -12,14 +12,14 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.runtime import flow_run
-from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmops import store
 from llmops.datasets import read_split
 from llmops.model import metrics
 from llmops.model.adapters import adapter_sha256, fetch_adapter
 from llmops.model.cost import ComputeCost, CostSettings
-from llmops.model.generation import generate_batch
+from llmops.model.generation import answer_all
 from llmops.model.loading import load_model, load_tokenizer, resolve_base
 from llmops.model.registry import resolve_alias
 from llmops.outputs import DatasetRef, EvaluationReport
@@ -98,24 +98,17 @@ def score_model(
 ) -> ModelScores:
     """Generate greedily for every record and score answers against references, plus the
     response-token loss; cached on the model's hashes, the records and the settings."""
-    base = resolve_base(model_ref.base_ref)
-    tokenizer, model = load_tokenizer(base), load_model(base)
-    if model_ref.adapter_uri:
-        model = PeftModel.from_pretrained(model, str(fetch_adapter(model_ref.adapter_uri)))
-    model.eval()
+    tokenizer, model = load_model_under_test(model_ref)
     conversations = [list(m) for m in records["messages"]]
-    predictions: list[str] = []
-    tokens = 0
     started = time.perf_counter()
-    for start in tqdm(
-        range(0, len(conversations), batch_size), desc=f"generate {model_ref.label}", unit="batch"
-    ):
-        batch = [prompt_messages(c) for c in conversations[start : start + batch_size]]
-        for text, prompt_tokens, new_tokens in generate_batch(
-            model, tokenizer, batch, max_new_tokens
-        ):
-            predictions.append(text)
-            tokens += prompt_tokens + new_tokens
+    predictions, tokens = answer_all(
+        model,
+        tokenizer,
+        [prompt_messages(c) for c in conversations],
+        max_new_tokens,
+        batch_size,
+        desc=f"generate {model_ref.label}",
+    )
     per_example = metrics.text_scores(predictions, [reference_response(c) for c in conversations])
     per_example["eval_loss"] = metrics.response_nll(model, tokenizer, conversations, batch_size)
     return ModelScores(
@@ -127,6 +120,18 @@ def score_model(
         tokens=tokens,
         flow_run_id=flow_run.id,
     )
+
+
+def load_model_under_test(
+    model_ref: ModelUnderTest,
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """The model's tokenizer and weights (its base, plus its adapter when it has one), in eval
+    mode."""
+    base = resolve_base(model_ref.base_ref)
+    tokenizer, model = load_tokenizer(base), load_model(base)
+    if model_ref.adapter_uri:
+        model = PeftModel.from_pretrained(model, str(fetch_adapter(model_ref.adapter_uri)))
+    return tokenizer, model.eval()
 
 
 @task

@@ -91,6 +91,8 @@ def decide_promotion(policy: GatePolicy, report: EvaluationReport) -> GateDecisi
         report.metrics["candidate"],
         report.intervals[report.compared_to],
         report.compared_to,
+        report.slices,
+        report.fairness.get("candidate"),
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
@@ -33,6 +34,28 @@ def generate_batch(
         for c in conversations
     ]
     return generate_texts(model, tokenizer, prompts, max_new_tokens, temperature)
+
+
+def answer_all(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[Sequence[Message]],
+    max_new_tokens: int,
+    batch_size: int,
+    desc: str,
+) -> tuple[list[str], int]:
+    """Greedy answers to every conversation in batches (progress bar `desc`), and the prompt
+    plus generated tokens they took."""
+    answers: list[str] = []
+    tokens = 0
+    for start in tqdm(range(0, len(conversations), batch_size), desc=desc, unit="batch"):
+        batch = conversations[start : start + batch_size]
+        for text, prompt_tokens, new_tokens in generate_batch(
+            model, tokenizer, batch, max_new_tokens
+        ):
+            answers.append(text)
+            tokens += prompt_tokens + new_tokens
+    return answers, tokens
 
 
 @torch.inference_mode()
