@@ -1,5 +1,5 @@
 """Data preparation: ingest -> validate (contract) -> redact PII -> deduplicate -> split and
-decontaminate -> save a versioned dataset.
+decontaminate -> explore (an EDA report) -> save a versioned dataset.
 
     llmops prepare data/sample --output .llmops/datasets --profile cpu
 """
@@ -15,12 +15,14 @@ from llmops.data.prepare import content_hash, count_outcomes
 from llmops.flow_configs import PrepareConfig
 from llmops.outputs import DatasetRef
 from tasks.data import (
+    explore_dataset,
     list_source_files,
     load_prepared_dataset,
     load_records,
     redact_pii,
     remove_duplicates,
     save_dataset,
+    save_eda_report,
     split_dataset,
     validate_records,
 )
@@ -47,20 +49,31 @@ def prepare(config: PrepareConfig) -> DatasetRef:
     )
     rejected = quarantined + pii_dropped + duplicates + contaminated
     pii_records = int(redacted["pii"].sum()) if "pii" in redacted else 0
+    counts = count_outcomes(
+        len(records) + len(ingest_rejected),
+        len(train) + len(eval_),
+        rejected,
+        pii_counts,
+        pii_records,
+        len(conflicts),
+    )
+    eda_report = (
+        save_eda_report(
+            config.output_url(),
+            dataset_id,
+            explore_dataset(train, eval_, rejected, redacted, pii_dropped, contract.slices, counts),
+        )
+        if config.eda
+        else None
+    )
     manifest = {
         "dataset_id": dataset_id,
-        "counts": count_outcomes(
-            len(records) + len(ingest_rejected),
-            len(train) + len(eval_),
-            rejected,
-            pii_counts,
-            pii_records,
-            len(conflicts),
-        ),
+        "counts": counts,
         "contract": {"name": contract.name, "path": config.contract},
         "slices": list(contract.slices),
         "deduplication": {**asdict(rules), "conflicts": conflicts},
         "config": json.loads(config.recipe()),
         "sources": files,
+        "eda_report": eda_report,
     }
     return save_dataset(config.output_url(), dataset_id, train, eval_, rejected, manifest)

@@ -30,6 +30,7 @@ def read_dataset(uri: str) -> DatasetRef:
         uri=uri,
         counts=manifest["counts"],
         slices=manifest.get("slices", []),
+        eda_report=store.join(uri, manifest["eda_report"]) if manifest.get("eda_report") else None,
     )
 
 

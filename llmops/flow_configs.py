@@ -58,6 +58,9 @@ class PrepareConfig(FlowConfig):
         0.15, gt=0, lt=1, description="Share of records held out for evaluation."
     )
     seed: int = Field(13, description="Split seed (the split is stable for a given seed).")
+    eda: bool = Field(
+        True, description="Write an EDA report (HTML + PNG plots) into the dataset folder."
+    )
 
     def minhash(self) -> MinHashSettings:
         return MinHashSettings(
@@ -69,8 +72,9 @@ class PrepareConfig(FlowConfig):
         return self.output or store.join(self.store_url(), "datasets")
 
     def recipe(self) -> str:
-        """The settings that shape the data (not where it is read from or written to)."""
-        where = {"sources", "output", "storage_options", "store"}
+        """The settings that shape the data (not where it is read from or written to, nor
+        whether it is explored)."""
+        where = {"sources", "output", "storage_options", "store", "eda"}
         return json.dumps(self.model_dump(exclude=where), sort_keys=True)
 
 

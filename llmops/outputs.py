@@ -29,6 +29,7 @@ class DatasetRef(StageOutput):
     uri: str
     counts: dict[str, int]
     slices: list[str] = []  # metadata fields the contract names as evaluation slices
+    eda_report: str | None = None  # the EDA report's index page (None: prepared without one)
 
     def split_uri(self, split: str) -> str:
         """Where a split's Parquet file lives ("train" or "eval")."""

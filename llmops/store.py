@@ -51,6 +51,11 @@ def is_local(url: str) -> bool:
     return isinstance(fsspec.core.url_to_fs(url)[0], LocalFileSystem)
 
 
+def browser_url(url: str) -> str:
+    """A link to `url` for a Prefect artifact: file:// for a local path, the URL itself else."""
+    return Path(url).as_uri() if is_local(url) else url
+
+
 def _fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fsspec.core.url_to_fs(url)
 

@@ -6,10 +6,14 @@ from typing import Any
 
 import pandas as pd
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 
 from llmops import store
-from llmops.data import ingest
+from llmops.data import eda, ingest
 from llmops.data.contracts import Contract, Deduplication, failing_rows
 from llmops.data.dedup import DedupKey, MinHashSettings
 from llmops.data.errors import DataContractError
@@ -145,6 +149,31 @@ def split_dataset(
     return train, eval_, contaminated
 
 
+@task
+def explore_dataset(
+    train: pd.DataFrame,
+    eval_: pd.DataFrame,
+    rejected: list[dict],
+    screened: pd.DataFrame,
+    pii_dropped: list[dict],
+    slices: tuple[str, ...],
+    counts: dict[str, int],
+) -> dict[str, bytes]:
+    """The EDA report's files (index.html, summary.html, PNG figures) by name, from the splits,
+    every rejection and the records the PII step screened."""
+    pii_found = eda.pii_sources(screened, pii_dropped)
+    return eda.render_report(eda.explore(train, eval_, rejected, pii_found, slices), counts)
+
+
+@task(**STORE_RETRIES)
+def save_eda_report(output: str, dataset_id: str, files: dict[str, bytes]) -> str:
+    """Write the EDA report under <output>/<dataset_id>/eda/ (before the manifest, which names
+    it); returns its index page's path within the dataset folder."""
+    for name, data in files.items():
+        store.write_bytes(store.join(output, dataset_id, eda.REPORT_FOLDER, name), data)
+    return f"{eda.REPORT_FOLDER}/index.html"
+
+
 @task(**STORE_RETRIES)
 def save_dataset(
     output: str,
@@ -169,12 +198,17 @@ def save_dataset(
 
 
 def _publish(dataset: DatasetRef, rejected: list[dict]) -> None:
+    exploration = ""
+    if dataset.eda_report:
+        link = store.browser_url(dataset.eda_report)
+        exploration = f"\n\nExploration (EDA report): [{dataset.eda_report}]({link})"
+        create_link_artifact(link, link_text="Dataset exploration (EDA)", key="dataset-eda")
     rows = "\n".join(f"| {k} | {v} |" for k, v in dataset.counts.items())
     create_markdown_artifact(
         f"# Dataset `{dataset.dataset_id}`\n\nWritten to `{dataset.uri}`.\n\n"
         f"| count | records |\n|---|---|\n{rows}\n\n"
         "total = accepted + quarantined + exact + near duplicates + contaminated "
-        "+ conflicting answers dropped.",
+        f"+ conflicting answers dropped.{exploration}",
         key="dataset-manifest",
         description="Prepared dataset counts",
     )

@@ -194,7 +194,8 @@ def save_evaluation_run(
             name=dataset.dataset_id,
             targets="reference",
         )
-        mlflow.log_input(mlflow_dataset, context="evaluation")
+        eda = {"eda_report": dataset.eda_report} if dataset.eda_report else None
+        mlflow.log_input(mlflow_dataset, context="evaluation", tags=eda)
         for s in scores:
             mlflow.log_metrics(
                 {f"{s.label}.{k}": v for k, v in metrics.summarize(s.per_example).items()}

@@ -203,8 +203,9 @@ def publish_drift_finding(
     lines += [f"| {k} | {v:.4g} |" for k, v in {**scores, **summary}.items()]
     lines += ["", f"MLflow run: `{run_id}`", f"Report: `{report_html}`"]
     create_markdown_artifact("\n".join(lines), key="drift-finding", description=verdict)
-    link = Path(report_html).as_uri() if store.is_local(report_html) else report_html
-    create_link_artifact(link, link_text="Evidently drift report", key="drift-report")
+    create_link_artifact(
+        store.browser_url(report_html), link_text="Evidently drift report", key="drift-report"
+    )
 
 
 @task

@@ -169,6 +169,8 @@ def test_s3_source_and_output(s3_endpoint: str, prefect_harness: None, tmp_path:
     assert remote.dataset_id == from_disk.dataset_id
     assert remote.uri == f"s3://landing/datasets/{remote.dataset_id}"
     assert fs.exists(f"landing/datasets/{remote.dataset_id}/manifest.json")
+    assert remote.eda_report == f"{remote.uri}/eda/index.html"
+    assert fs.exists(f"landing/datasets/{remote.dataset_id}/eda/lengths.png")
     assert read_split(remote, "train").equals(read_split(from_disk, "train"))
 
 
