@@ -27,15 +27,22 @@ SCHEDULES_ACTIVE = {"gpu": True}
 
 
 def retrain_trigger(
-    profile: str, name: str, event: str, new_data: str | None = None, **rule: Any
+    profile: str,
+    name: str,
+    event: str,
+    new_data: str | None = None,
+    method: str | None = None,
+    **rule: Any,
 ) -> dict[str, Any]:
-    """A deployment trigger on `event` that passes why (and which new data) into the run."""
+    """A deployment trigger on `event` that passes why (and which new data, and a training
+    method other than the profile's) into the run."""
     config = {
         **load_profile_data("retrain", profile),
         "finetune_deployment": GPU_FINETUNE,
         "reason": "{{ event.event }}",
         # A plain string: Prefect renders templates in mapping values, not inside lists.
         "new_data": new_data or [],
+        **({"method": method} if method else {}),
     }
     return event_trigger(config, name, event, **rule)
 
@@ -175,10 +182,20 @@ DEPLOYMENTS: list[dict[str, Any]] = [
                 "threshold": 50,
                 "within": 3600,
             },
+            {
+                "name": "preference-tune after 20 preference signals within a day "
+                "(llmops.preference.recorded)",
+                "event": "llmops.preference.recorded",
+                "threshold": 20,
+                "within": 86400,
+                "method": "dpo",
+            },
         ],
         "description": "Retraining: exports feedback, then runs the training pipeline on base "
         "data + newly landed data + feedback; nightly, on new data, on drift, or after 50 "
-        "feedbacks within an hour. The run is named after why it started.",
+        "feedbacks within an hour. After 20 corrections or thumbs up/down within a day it "
+        "exports preference pairs instead and DPO-tunes the champion on them. The run is named "
+        "after why it started.",
     },
 ]
 

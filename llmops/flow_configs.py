@@ -22,6 +22,7 @@ from llmops.serving.guardrails import GuardrailSettings
 
 SAMPLE_DATA = "data/sample"
 SAMPLE_CONTRACT = "data_contracts/support_conversations.yaml"
+PAIRS_CONTRACT = "data_contracts/preference_pairs.yaml"
 
 
 class PrepareConfig(FlowConfig):
@@ -316,6 +317,14 @@ class RetrainConfig(InferenceLogConfig):
     finetune_deployment: str | None = Field(
         None, description="Hand fine-tuning to this deployment (e.g. finetune/finetune-gpu)."
     )
+    method: Literal["sft", "dpo"] = Field(
+        "sft",
+        description="sft: the profile's data + landed data + feedback as training records; "
+        "dpo: preference-tune the champion on feedback pairs (+ landed pair files) alone.",
+    )
+    pairs_contract: str = Field(
+        PAIRS_CONTRACT, description="dpo: the data contract the preference pairs are held to."
+    )
 
     @field_validator("new_data", mode="after")
     @classmethod
@@ -324,8 +333,10 @@ class RetrainConfig(InferenceLogConfig):
         return [value] if isinstance(value, str) else value
 
     def feedback_export_url(self) -> str:
-        """Where feedback exported as training records goes (read by prepare, on any host)."""
-        return store.join(self.store_url(), "feedback", "export.jsonl")
+        """Where exported feedback goes (read by prepare, on any host): training records, or
+        preference pairs for dpo."""
+        name = "pairs.jsonl" if self.method == "dpo" else "export.jsonl"
+        return store.join(self.store_url(), "feedback", name)
 
 
 class ServeConfig(InferenceLogConfig):

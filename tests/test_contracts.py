@@ -47,6 +47,7 @@ def test_finetune_runs_alone_on_the_gpu_pool():
         "llmops.drift.detected",
         "llmops.dataset.landed",
         "llmops.feedback.received",
+        "llmops.preference.recorded",
     }
     # Each trigger tells the run why it started; new data travels with its event.
     for trigger in retrain["triggers"]:
@@ -56,6 +57,9 @@ def test_finetune_runs_alone_on_the_gpu_pool():
         retrain_config.model_validate(config)
     landed = next(t for t in retrain["triggers"] if t["expect"] == ["llmops.dataset.landed"])
     assert landed["parameters"]["config"]["new_data"] == "{{ event.payload.path }}"
+    # Preference signals start a DPO retrain; every other trigger keeps the profile's method.
+    methods = {t["expect"][0]: t["parameters"]["config"].get("method") for t in retrain["triggers"]}
+    assert methods.pop("llmops.preference.recorded") == "dpo" and set(methods.values()) == {None}
 
 
 def test_schedules_run_by_themselves_only_on_the_gpu_profile():

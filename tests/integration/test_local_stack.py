@@ -113,9 +113,9 @@ def test_up_registers_deployments_schedules_pools_and_workers_once(stack: Stack)
 
     first = wait_for("both workers to report", workers_reported, 60)
     assert first["deployments"] == sorted(d["name"] for d in EXPECTED)
-    # landed, drift, feedback, the release evaluation after feedback, and the requeue of
-    # fine-tuning runs whose worker died
-    assert len(first["automations"]) == 5
+    # landed, drift, feedback, preference signals (dpo), the release evaluation after feedback,
+    # and the requeue of fine-tuning runs whose worker died
+    assert len(first["automations"]) == 6
     assert first["workers"] == {"cpu": ["llmops-cpu"], "gpu": ["llmops-gpu"]}
 
     retrain = deployment(stack.url, "retrain", "retrain")
