@@ -1,6 +1,7 @@
-"""LoRA fine-tuning of the base model on a prepared dataset.
+"""LoRA fine-tuning of the base model on a prepared dataset: supervised, or DPO on its
+preference pairs (method: dpo) against the base or the current champion (dpo_reference).
 
-    llmops finetune <dataset URI> --profile cpu
+    llmops finetune <dataset URI> --profile cpu [--method dpo]
 
 The run is keyed by its config, dataset and base weights, and its state lives in the store
 (<store>/runs/<key>/, see llmops/model/run_store.py): every checkpoint is mirrored there, so a
@@ -15,12 +16,14 @@ from llmops.flow_configs import FinetuneConfig
 from llmops.outputs import TrainedAdapter
 from tasks.data import load_dataset
 from tasks.finetune import (
+    load_champion_adapter,
     load_finished_run,
     load_seconds_per_step,
     load_training_records,
     pick_training_device,
     plan_training_run,
     publish_training_summary,
+    reference_name,
     resolve_base_model,
     save_trained_adapter,
     settings_params,
@@ -37,10 +40,14 @@ def finetune(config: FinetuneConfig) -> TrainedAdapter:
     dataset = load_dataset(config.dataset)
     base = resolve_base_model(config.base_model)
     fingerprint = config.training_fingerprint()
-    run = plan_training_run(config.store_url(), fingerprint, dataset.dataset_id, base)
+    champion = None
+    if config.dpo_reference == "champion":
+        champion = load_champion_adapter(config.registered_model, base)
+    run = plan_training_run(config.store_url(), fingerprint, dataset.dataset_id, base, champion)
     trained = load_finished_run(run)
     if trained is None:
-        records = load_training_records(dataset)
+        reference = reference_name(config.method, champion)
+        records = load_training_records(dataset, config.method)
         device = pick_training_device()
         tags = {
             "dataset_id": dataset.dataset_id,
@@ -48,11 +55,13 @@ def finetune(config: FinetuneConfig) -> TrainedAdapter:
             "base_sha256": str(base.sha256),
             "config_fingerprint": fingerprint,
             "device": device,
+            "method": config.method,
+            "reference": reference or "",
         }
         params = settings_params(config.lora(), config.train_settings())
         mlflow_run_id = start_training_run(config.experiment, run, params, tags)
         seconds_per_step = load_seconds_per_step(
-            config.experiment, base.ref, device, config.train_settings()
+            config.experiment, base.ref, device, config.train_settings(), config.method
         )
         metrics = train_adapter(
             base,
@@ -65,6 +74,9 @@ def finetune(config: FinetuneConfig) -> TrainedAdapter:
             config.cost,
             config.budget,
             seconds_per_step,
+            config.preference_settings(champion.adapter_dir if champion else None),
         )
-        trained = save_trained_adapter(run, mlflow_run_id, metrics, base, fingerprint, dataset)
+        trained = save_trained_adapter(
+            run, mlflow_run_id, metrics, base, fingerprint, dataset, reference
+        )
     return publish_training_summary(trained)

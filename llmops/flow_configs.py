@@ -6,6 +6,7 @@ pipeline hands one stage's output to the next stage's config) and tasks never im
 """
 
 import json
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
@@ -15,7 +16,7 @@ from llmops.config import FlowConfig, load_profile_data
 from llmops.data.dedup import MinHashSettings
 from llmops.model.cost import CostSettings, TrainingBudget
 from llmops.model.gate import GatePolicy
-from llmops.model.training import LoraSettings, TrainSettings
+from llmops.model.training import LoraSettings, PreferenceSettings, TrainSettings
 from llmops.release import Mode, ReleasePlan
 from llmops.release_rule import ReleasePolicy
 from llmops.serving.guardrails import GuardrailSettings
@@ -108,6 +109,22 @@ class FinetuneConfig(FlowConfig):
     save_every: int = Field(25, ge=1, description="Checkpoint every N steps.")
     log_every: int = Field(5, ge=1, description="Log loss, lr and tokens/s every N steps.")
     seed: int = Field(0, description="Random seed (weights init, data order).")
+    method: Literal["sft", "dpo"] = Field(
+        "sft",
+        description="sft: supervised on the final assistant turns; dpo: preference tuning on "
+        "pairs (records with a `rejected` answer) with trl's DPOTrainer.",
+    )
+    dpo_beta: float = Field(
+        0.1, gt=0.0, le=10.0, description="DPO: how strongly the policy is held to its reference."
+    )
+    dpo_reference: Literal["base", "champion"] = Field(
+        "base",
+        description="DPO: the reference (and starting point) is the base model, or the current "
+        "champion's adapter, so the result is a delta on the champion (base when none yet).",
+    )
+    registered_model: str = Field(
+        "llmops-assistant", description="DPO with dpo_reference=champion: whose champion."
+    )
     experiment: str = Field("llmops-finetune", description="MLflow experiment of training runs.")
     cost: CostSettings = Field(
         default_factory=CostSettings, description="Hourly rate per device kind, currency."
@@ -137,12 +154,29 @@ class FinetuneConfig(FlowConfig):
             qlora=self.qlora,
         )
 
+    def preference_settings(self, start_adapter: Path | None) -> PreferenceSettings | None:
+        """DPO's settings (None for supervised runs), starting from `start_adapter` when the
+        reference is the champion."""
+        if self.method == "sft":
+            return None
+        return PreferenceSettings(self.dpo_beta, self.max_seq_len, start_adapter)
+
     def training_fingerprint(self) -> str:
         """Hash of everything that changes the trained weights (not where the data lives, nor
         the store or MLflow experiment, nor prices and budget): equal fingerprints, data and
-        base give equal runs."""
+        base give equal runs. The champion a DPO run starts from is keyed by its adapter's hash
+        (tasks.finetune.plan_training_run); supervised runs leave the DPO fields out, so their
+        fingerprints are those of configs without them."""
         where = {"dataset": "", "experiment": "", "store": None}
-        return self.model_copy(update=where).fingerprint(exclude={"cost", "budget"})
+        dpo = {"method", "dpo_beta", "dpo_reference"} if self.method == "sft" else set()
+        exclude = {"cost", "budget", "registered_model", *dpo}
+        return self.model_copy(update=where).fingerprint(exclude=exclude)
+
+    @model_validator(mode="after")
+    def _champion_reference_is_dpo(self) -> Self:
+        if self.dpo_reference == "champion" and self.method != "dpo":
+            raise ValueError("dpo_reference=champion needs method=dpo")
+        return self
 
 
 class EvaluateConfig(FlowConfig):

@@ -52,6 +52,7 @@ class TrainedAdapter(StageOutput):
     metrics: dict[str, float]
     reused: bool = False  # True when an earlier run with the same key was found finished
     cost: ComputeCost | None = None  # every attempt of the run (None: recorded before costs)
+    reference: str | None = None  # DPO: what it is a delta on ("base", "champion v3"); SFT: None
 
 
 class EvaluationReport(StageOutput):

@@ -97,7 +97,8 @@ def score_model(
     model_ref: ModelUnderTest, records: pd.DataFrame, max_new_tokens: int, batch_size: int
 ) -> ModelScores:
     """Generate greedily for every record and score answers against references, plus the
-    response-token loss; cached on the model's hashes, the records and the settings."""
+    response-token loss and, when every record is a preference pair, the preference margin;
+    cached on the model's hashes, the records and the settings."""
     tokenizer, model = load_model_under_test(model_ref)
     conversations = [list(m) for m in records["messages"]]
     started = time.perf_counter()
@@ -111,6 +112,11 @@ def score_model(
     )
     per_example = metrics.text_scores(predictions, [reference_response(c) for c in conversations])
     per_example["eval_loss"] = metrics.response_nll(model, tokenizer, conversations, batch_size)
+    if "rejected" in records and records["rejected"].notna().all():  # a preference eval split
+        rejected = records["rejected"].tolist()
+        per_example |= metrics.preference_scores(
+            model, tokenizer, conversations, rejected, batch_size
+        )
     return ModelScores(
         model_ref.label,
         predictions,

@@ -1,6 +1,6 @@
 """Prefect tasks of the fine-tuning flow: load the training split, find the run in the store,
-train (resuming from the store's last complete checkpoint) or reuse a finished run, log the
-adapter to MLflow, publish a summary artifact."""
+train (supervised or DPO, resuming from the store's last complete checkpoint) or reuse a
+finished run, log the adapter to MLflow, publish a summary artifact."""
 
 import hashlib
 import json
@@ -18,6 +18,7 @@ from llmops.home import home_path
 from llmops.model.adapters import adapter_sha256
 from llmops.model.cost import BudgetExceededError, ComputeCost, CostSettings, TrainingBudget
 from llmops.model.loading import BaseModel, load_tokenizer, pick_device, resolve_base
+from llmops.model.registry import RegisteredAdapter, resolve_alias
 from llmops.model.run_store import (
     CheckpointMirror,
     TrainingRun,
@@ -28,9 +29,11 @@ from llmops.model.run_store import (
 from llmops.model.training import (
     CostMeter,
     LoraSettings,
+    PreferenceSettings,
     ThroughputCallback,
     TrainSettings,
     encode_examples,
+    preference_examples,
     train_lora,
 )
 from llmops.outputs import DatasetRef, TrainedAdapter
@@ -42,11 +45,16 @@ STOPPED_REASON_TAG = "cost.stopped_reason"
 
 
 @task(**STORE_RETRIES)
-def load_training_records(dataset: DatasetRef) -> pd.DataFrame:
-    """The dataset's train split; an error when it holds nothing to train on."""
+def load_training_records(dataset: DatasetRef, method: str = "sft") -> pd.DataFrame:
+    """The dataset's train split; an error when it holds nothing to train on (for DPO: no
+    preference pairs; supervised records among pairs are left out)."""
     records = read_split(dataset, "train")
     if "messages" not in records.columns or records.empty:
         raise ValueError(f"dataset {dataset.dataset_id} has no training records")
+    if method == "dpo":
+        if "rejected" not in records.columns or records["rejected"].isna().all():
+            raise ValueError(f"dataset {dataset.dataset_id} has no preference pairs for DPO")
+        records = records[records["rejected"].notna()].reset_index(drop=True)
     return records
 
 
@@ -57,12 +65,33 @@ def resolve_base_model(ref: str) -> BaseModel:
 
 
 @task(cache_policy=HOST_LOCAL)
+def load_champion_adapter(registered_model: str, base: BaseModel) -> RegisteredAdapter | None:
+    """The current champion's adapter (downloaded here), the starting point and reference of a
+    DPO run on it; None when there is no champion yet (the base is then the reference)."""
+    champion = resolve_alias(registered_model)
+    if champion is not None and champion.base_sha256 != base.sha256:
+        raise ValueError(
+            f"the champion of {registered_model} (v{champion.version}) was trained on "
+            f"{champion.base_ref}, not on this run's base {base.ref}"
+        )
+    return champion
+
+
+@task(cache_policy=HOST_LOCAL)
 def plan_training_run(
-    store_url: str, config_fingerprint: str, dataset_id: str, base: BaseModel
+    store_url: str,
+    config_fingerprint: str,
+    dataset_id: str,
+    base: BaseModel,
+    start_adapter: RegisteredAdapter | None = None,
 ) -> TrainingRun:
-    """The run keyed by config + dataset + base weights: the same inputs always land in the same
-    store folder, which is what lets any host resume or reuse it."""
-    key = json.dumps([config_fingerprint, dataset_id, base.ref, base.sha256])
+    """The run keyed by config + dataset + base weights (+ the weights of the adapter a DPO run
+    starts from): the same inputs always land in the same store folder, which is what lets any
+    host resume or reuse it, and a new champion means a new run."""
+    inputs: list[str | None] = [config_fingerprint, dataset_id, base.ref, base.sha256]
+    if start_adapter is not None:
+        inputs.append(adapter_sha256(start_adapter.adapter_dir))
+    key = json.dumps(inputs)
     run_key = hashlib.sha256(key.encode()).hexdigest()[:16]
     return TrainingRun(
         key=run_key,
@@ -113,10 +142,10 @@ def start_training_run(
 
 @task(**STORE_RETRIES)
 def load_seconds_per_step(
-    experiment: str, base_ref: str, device: str, settings: TrainSettings
+    experiment: str, base_ref: str, device: str, settings: TrainSettings, method: str = "sft"
 ) -> float | None:
-    """Seconds per optimizer step of the newest finished training run with the same base
-    model, device and batch shape (the budget's projection), or None when there is none."""
+    """Seconds per optimizer step of the newest finished training run with the same method,
+    base model, device and batch shape (the budget's projection), or None when there is none."""
     client = mlflow_client()
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -125,6 +154,7 @@ def load_seconds_per_step(
         [found.experiment_id],
         filter_string=(
             f"attributes.status = 'FINISHED' and tags.base_model = '{base_ref}' "
+            f"and tags.method = '{method}' "
             f"and tags.device = '{device}' and params.batch_size = '{settings.batch_size}' "
             f"and params.grad_accum = '{settings.grad_accum}' "
             "and metrics.final_seconds_per_step > 0"
@@ -147,15 +177,20 @@ def train_adapter(
     cost: CostSettings,
     budget: TrainingBudget,
     seconds_per_step: float | None,
+    preference: PreferenceSettings | None = None,
 ) -> dict[str, float]:
-    """Encode the records and train the LoRA adapter, resuming from the store's newest complete
-    checkpoint and mirroring every new one there; metrics and the cost so far go to MLflow
-    every `log_every` steps. A run stopped by its budget is recorded as such (MLflow tag
-    `cost.stopped_reason`, status KILLED, a Prefect artifact) and raises BudgetExceededError."""
+    """Encode the records and train the LoRA adapter (DPO on the pairs when `preference` is
+    given), resuming from the store's newest complete checkpoint and mirroring every new one
+    there; metrics (DPO: its rewards too) and the cost so far go to MLflow every `log_every`
+    steps. A run stopped by its budget is recorded as such (MLflow tag `cost.stopped_reason`,
+    status KILLED, a Prefect artifact) and raises BudgetExceededError."""
     tokenizer = load_tokenizer(base)
-    examples, dropped = encode_examples(tokenizer, records["messages"], max_seq_len)
-    if not examples:
-        raise ValueError(f"no record keeps a response token within max_seq_len={max_seq_len}")
+    if preference is None:
+        examples, _ = encode_examples(tokenizer, records["messages"], max_seq_len)
+        if not examples:
+            raise ValueError(f"no record keeps a response token within max_seq_len={max_seq_len}")
+    else:
+        examples = preference_examples(records)
     client = mlflow_client()
 
     def log_to_mlflow(values: dict[str, float], step: int) -> None:
@@ -180,6 +215,7 @@ def train_adapter(
             run.local_adapter,
             resume_from,
             [ThroughputCallback(log_to_mlflow), mirror, meter],
+            preference=preference,
         )
     except BudgetExceededError as stop:
         record_spent(stop.spent, stop.step)
@@ -190,8 +226,7 @@ def train_adapter(
         **metrics,
         **mirror.metrics(),
         "seconds_per_step": metrics["train_seconds"] / steps_run if steps_run else 0.0,
-        "examples": float(len(examples)),
-        "dropped_examples": float(dropped),
+        "dropped_examples": float(len(records) - metrics["examples"]),
     }
 
 
@@ -203,6 +238,7 @@ def save_trained_adapter(
     base: BaseModel,
     config_fingerprint: str,
     dataset: DatasetRef,
+    reference: str | None = None,
 ) -> TrainedAdapter:
     """Log the adapter (not the base model) and the final metrics and cost (all attempts) to
     the MLflow run, end it, and store the adapter and its record under the run's key, the
@@ -230,6 +266,7 @@ def save_trained_adapter(
         run_uri=run.uri,
         metrics=metrics,
         cost=cost,
+        reference=reference,
     )
     store.write_json(run.result_uri, trained.model_dump(mode="json"))
     return trained
@@ -240,6 +277,8 @@ def publish_training_summary(trained: TrainedAdapter) -> TrainedAdapter:
     """A markdown artifact saying what was trained (or reused) and where the adapter is."""
     metrics = trained.metrics
     verb = "reused a finished run" if trained.reused else "trained"
+    if trained.reference is not None:
+        verb += f" (DPO against the {trained.reference})"
     cost = (
         f"- cost: {trained.cost.line()}"
         + (" (recorded by the run; nothing new spent)" if trained.reused else "")
@@ -284,6 +323,13 @@ def _record_budget_stop(run: TrainingRun, mlflow_run_id: str, stop: BudgetExceed
         "counts what was already spent\n",
         key="finetune-budget-stop",
     )
+
+
+def reference_name(method: str, champion: RegisteredAdapter | None) -> str | None:
+    """What a DPO run is a delta on ("base" or "champion v<N>"); None for supervised runs."""
+    if method != "dpo":
+        return None
+    return f"champion v{champion.version}" if champion else "base"
 
 
 def settings_params(lora: LoraSettings, settings: TrainSettings) -> dict[str, Any]:

@@ -56,19 +56,76 @@ def tiny_records(n: int, offset: int = 0) -> pd.DataFrame:
 
 def write_tiny_dataset(root: Path, n_train: int = 16, n_eval: int = 6) -> Path:
     """A prepared-dataset folder of the shape `flows.prepare` writes; returns the folder."""
-    dataset_id = f"tiny-{n_train}-{n_eval}"
+    return _write_dataset(
+        root, f"tiny-{n_train}-{n_eval}", tiny_records(n_train), tiny_records(n_eval, n_train)
+    )
+
+
+def _write_dataset(
+    root: Path, dataset_id: str, train: pd.DataFrame, held_out: pd.DataFrame
+) -> Path:
+    """Write the two splits and the manifest the way `flows.prepare` does; returns the folder."""
     folder = root / dataset_id
     folder.mkdir(parents=True, exist_ok=True)
-    tiny_records(n_train).to_parquet(folder / "train.parquet")
-    tiny_records(n_eval, offset=n_train).to_parquet(folder / "eval.parquet")
+    train.to_parquet(folder / "train.parquet")
+    held_out.to_parquet(folder / "eval.parquet")
     manifest = {
         "dataset_id": dataset_id,
-        "counts": {"train": n_train, "eval": n_eval},
+        "counts": {"train": len(train), "eval": len(held_out)},
         "path": str(folder),
         "splits": {"train": str(folder / "train.parquet"), "eval": str(folder / "eval.parquet")},
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
+
+
+# Planted preferences: every chosen answer names the product, Zephyr Desk; every rejected one
+# is the same answer naming the wrong product, AcmeCloud. The prompts never name it, so a model
+# can only prefer the chosen answers by learning the flaw.
+_ACTIONS = [
+    ("reset my password", "Security", "Reset password"),
+    ("add a teammate", "Team", "Invite"),
+    ("download an invoice", "Billing", "Invoices"),
+    ("change the language", "Profile", "Language"),
+    ("turn on two-factor login", "Security", "Two-factor"),
+    ("export my tickets", "Reports", "Export"),
+    ("cancel my plan", "Billing", "Cancel plan"),
+    ("rename my workspace", "Settings", "Rename"),
+    ("connect my email inbox", "Channels", "Email"),
+    ("set office hours", "Settings", "Business hours"),
+    ("merge two tickets", "Tickets", "Merge"),
+    ("delete a macro", "Automation", "Macros"),
+    ("change my avatar", "Profile", "Avatar"),
+    ("restore a deleted ticket", "Tickets", "Trash"),
+    ("add a custom field", "Settings", "Fields"),
+    ("see the audit log", "Security", "Audit log"),
+]
+
+
+def planted_pairs(n: int, offset: int = 0) -> pd.DataFrame:
+    """`n` preference-pair records (messages end with the chosen answer, plus `rejected`):
+    chosen says Zephyr Desk, rejected says AcmeCloud, otherwise word for word the same."""
+    rows = []
+    for i in range(offset, offset + n):
+        action, menu, item = _ACTIONS[i % len(_ACTIONS)]
+        steps = f"open {menu}, choose {item}, then press Save."
+        messages = instruction_to_messages(f"How do I {action}?", f"In Zephyr Desk, {steps}")
+        rows.append(
+            {
+                "record_id": f"p{i}",
+                "source": f"pairs.jsonl:{i + 1}",
+                "messages": messages,
+                "rejected": f"In AcmeCloud, {steps}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def write_pairs_dataset(root: Path, n_train: int = 8, n_eval: int = 4) -> Path:
+    """A prepared pair dataset: planted pairs, held-out prompts differ from the train prompts."""
+    return _write_dataset(
+        root, f"pairs-{n_train}-{n_eval}", planted_pairs(n_train), planted_pairs(n_eval, n_train)
+    )
 
 
 def train_tiny_adapter(out: Path, dataset: Path, steps: int, seed: int = 0) -> Path:

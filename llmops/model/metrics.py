@@ -29,6 +29,10 @@ METRIC_DIRECTIONS: dict[str, int] = {
     # A judge's verdict vs the champion per example (1 / 0.5 / 0, llmops/model/judge.py); the
     # champion scores 0.5 against itself, so the paired interval is of win_rate - 0.5.
     "win_rate": 1,
+    # Held-out preference pairs (llmops/records.py): log p(chosen) - log p(rejected) given the
+    # prompt, summed over each answer's tokens, and whether it is above 0.
+    "preference_margin": 1,
+    "preference_accuracy": 1,
 }
 _ROUGE = ("rouge1", "rouge2", "rougeL")
 
@@ -115,6 +119,30 @@ def response_nll(
     return [-float(np.mean(s.logprobs)) if s.logprobs else 0.0 for s in scored]
 
 
+def preference_scores(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: Sequence[Sequence[Message]],
+    rejected: Sequence[str],
+    batch_size: int = 8,
+) -> dict[str, list[float]]:
+    """Per pair, `preference_margin`: the chosen answer's (the conversation's final assistant
+    turn) summed token log-probability minus the rejected answer's, both given the same prompt
+    turns; `preference_accuracy`: 1.0 when the margin is above 0."""
+    chosen_and_rejected = [
+        *conversations,
+        *(_with_answer(c, r) for c, r in zip(conversations, rejected, strict=True)),
+    ]
+    scored = response_token_logprobs(model, tokenizer, chosen_and_rejected, batch_size)
+    summed = [sum(s.logprobs) for s in scored]
+    n = len(conversations)
+    margins = [c - r for c, r in zip(summed[:n], summed[n:], strict=True)]
+    return {
+        "preference_margin": margins,
+        "preference_accuracy": [float(m > 0) for m in margins],
+    }
+
+
 def summarize(per_example: dict[str, list[float]]) -> dict[str, float]:
     """Mean of each metric, plus perplexity = exp(eval_loss) when eval loss is present."""
     summary = {k: float(np.mean(v)) for k, v in per_example.items()}
@@ -179,6 +207,11 @@ def _response_labels(
     if full_ids[: len(prompt_ids)] != prompt_ids:
         raise ValueError("the chat template does not render the prompt as a prefix of the chat")
     return full_ids, [-100] * len(prompt_ids) + full_ids[len(prompt_ids) :]
+
+
+def _with_answer(messages: Sequence[Message], answer: str) -> list[Message]:
+    """The conversation with its final assistant turn replaced by `answer`."""
+    return [*prompt_messages(list(messages)), {"role": "assistant", "content": answer}]
 
 
 def _normalize(text: str) -> str:

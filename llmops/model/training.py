@@ -1,5 +1,6 @@
 """LoRA fine-tuning core: chat-formatted examples with response-only labels, padding-free
-batching, and a resumable transformers Trainer run. Plain Python, no Prefect.
+batching, and a resumable transformers Trainer run (supervised), or a trl DPOTrainer run on
+preference pairs (DPO). Plain Python, no Prefect.
 
 Batching: `packing=True` uses transformers' DataCollatorWithFlattening. A batch becomes one
 row of concatenated examples whose position_ids restart at 0 per example; with the KV cache
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
-from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+from datasets import Dataset
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import (
     AutoModelForCausalLM,
     DataCollatorForSeq2Seq,
@@ -29,6 +32,7 @@ from transformers import (
     TrainerState,
     TrainingArguments,
 )
+from trl import DPOConfig, DPOTrainer
 
 from llmops.model.cost import BudgetExceededError, ComputeCost, CostSettings, TrainingBudget
 from llmops.model.loading import BaseModel, load_model, pick_device
@@ -61,6 +65,16 @@ class TrainSettings:
     log_every: int
     seed: int
     qlora: bool = False
+
+
+@dataclass(frozen=True)
+class PreferenceSettings:
+    """DPO on preference pairs: how far the policy may move from its reference, and which adapter
+    both start from (None: a fresh one, so the reference is the base model)."""
+
+    beta: float
+    max_length: int
+    start_adapter: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,21 @@ def encode_examples(
     return kept, len(encoded) - len(kept)
 
 
+def preference_examples(records: pd.DataFrame) -> list[dict[str, list[Message]]]:
+    """trl's conversational preference rows from pair records: the prompt turns, the chosen
+    answer (the final assistant turn of `messages`) and the `rejected` answer."""
+    if "rejected" not in records or records["rejected"].isna().any():
+        raise ValueError("DPO needs preference pairs: every record must have a `rejected` answer")
+    return [
+        {
+            "prompt": prompt_messages(list(messages)),
+            "chosen": [messages[-1]],
+            "rejected": [{"role": "assistant", "content": rejected}],
+        }
+        for messages, rejected in zip(records["messages"], records["rejected"], strict=True)
+    ]
+
+
 def make_collator(
     tokenizer: PreTrainedTokenizerBase, packing: bool
 ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
@@ -130,9 +159,14 @@ def make_collator(
 
 
 def build_lora_model(
-    base: BaseModel, lora: LoraSettings, precision: Precision, qlora: bool = False
+    base: BaseModel,
+    lora: LoraSettings,
+    precision: Precision,
+    qlora: bool = False,
+    start_adapter: Path | None = None,
 ) -> PreTrainedModel:
-    """The base model with a fresh LoRA adapter; 4-bit QLoRA only on CUDA with bitsandbytes."""
+    """The base model with a fresh LoRA adapter, or with `start_adapter` loaded trainable (its
+    own LoRA settings then win over `lora`); 4-bit QLoRA only on CUDA with bitsandbytes."""
     if qlora and precision.device.type == "cuda":
         from transformers import BitsAndBytesConfig  # needs bitsandbytes: CUDA-only path
 
@@ -148,6 +182,8 @@ def build_lora_model(
     # Without a KV cache the attention masks read example boundaries from position_ids; with
     # one (the default) flattened examples would silently attend to each other.
     model.config.use_cache = False
+    if start_adapter is not None:
+        return PeftModel.from_pretrained(model, str(start_adapter), is_trainable=True)
     config = LoraConfig(
         r=lora.rank,
         lora_alpha=lora.alpha,
@@ -310,14 +346,16 @@ class CostMeter(TrainerCallback):
 def make_trainer(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    examples: list[dict[str, list[int]]],
+    examples: list[dict[str, Any]],
     settings: TrainSettings,
     precision: Precision,
     output_dir: Path,
     callbacks: list[TrainerCallback],
+    preference: PreferenceSettings | None = None,
 ) -> Trainer:
-    """A Trainer that checkpoints every `save_every` steps into `output_dir`."""
-    args = TrainingArguments(
+    """A Trainer on encoded examples, or with `preference` a DPOTrainer on preference rows,
+    that checkpoints every `save_every` steps into `output_dir`."""
+    common: dict[str, Any] = dict(
         output_dir=str(output_dir),
         max_steps=settings.max_steps,
         per_device_train_batch_size=settings.batch_size,
@@ -339,11 +377,29 @@ def make_trainer(
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
     )
-    return Trainer(
+    if preference is None:
+        return Trainer(
+            model=model,
+            args=TrainingArguments(**common),
+            train_dataset=examples,
+            data_collator=make_collator(tokenizer, settings.packing),
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+    # trl tokenizes the pairs itself (labels on the answer, like ours); it pads (its padding-free
+    # mode is off since its DPO refactor), so `packing` does not apply. Checkpointing stays off
+    # like our SFT runs (trl turns it on by default). Given a PeftModel, DPOTrainer copies the
+    # trainable adapter into a frozen "ref" adapter and scores the reference with it.
+    args = DPOConfig(
+        **common,
+        beta=preference.beta,
+        max_length=preference.max_length,
+        gradient_checkpointing=False,
+    )
+    return DPOTrainer(
         model=model,
         args=args,
-        train_dataset=examples,
-        data_collator=make_collator(tokenizer, settings.packing),
+        train_dataset=Dataset.from_list(examples),
         processing_class=tokenizer,
         callbacks=callbacks,
     )
@@ -352,7 +408,7 @@ def make_trainer(
 def train_lora(
     base: BaseModel,
     tokenizer: PreTrainedTokenizerBase,
-    examples: list[dict[str, list[int]]],
+    examples: list[dict[str, Any]],
     lora: LoraSettings,
     settings: TrainSettings,
     checkpoints_dir: Path,
@@ -360,19 +416,30 @@ def train_lora(
     resume_from: Path | None = None,
     callbacks: list[TrainerCallback] | None = None,
     precision: Precision | None = None,
+    preference: PreferenceSettings | None = None,
 ) -> dict[str, Any]:
     """Train (resuming from the checkpoint folder `resume_from` when given), checkpointing into
-    `checkpoints_dir`; save the adapter alone to `adapter_dir`; return the training metrics."""
+    `checkpoints_dir`; save the adapter alone to `adapter_dir`; return the training metrics.
+    Supervised on encoded examples, or DPO on preference rows when `preference` is given."""
     precision = precision or pick_precision()
     torch.manual_seed(settings.seed)
-    model = build_lora_model(base, lora, precision, settings.qlora)
+    start = preference.start_adapter if preference else None
+    model = build_lora_model(base, lora, precision, settings.qlora, start)
     trainer = make_trainer(
-        model, tokenizer, examples, settings, precision, checkpoints_dir, callbacks or []
+        model,
+        tokenizer,
+        examples,
+        settings,
+        precision,
+        checkpoints_dir,
+        callbacks or [],
+        preference,
     )
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     wall = time.perf_counter() - started
-    model.save_pretrained(adapter_dir)  # a PeftModel saves only the adapter weights + config
+    # Only the trained adapter: DPO's frozen "ref" copy would otherwise be saved beside it.
+    model.save_pretrained(adapter_dir, selected_adapters=["default"])
     tokens = trainer.state.num_input_tokens_seen - trainer._initial_num_input_tokens_seen
     return {
         "train_loss": float(output.training_loss),
@@ -382,6 +449,21 @@ def train_lora(
         "train_seconds": wall,
         "tokens_per_second": tokens / wall if wall > 0 else 0.0,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "examples": len(trainer.train_dataset),
+        **_last_reward_metrics(trainer.state),
+    }
+
+
+def _last_reward_metrics(state: TrainerState) -> dict[str, float]:
+    """DPO's last logged reward margin and accuracy (chosen vs rejected, policy vs reference);
+    none for a supervised run."""
+    logged = [log for log in state.log_history if "rewards/margins" in log]
+    if not logged:
+        return {}
+    last = logged[-1]
+    return {
+        "reward_margin": float(last["rewards/margins"]),
+        "reward_accuracy": float(last["rewards/accuracies"]),
     }
 
 

@@ -2,15 +2,17 @@
 adapter-only artifact, metrics and cost logged, resume after a kill, reuse on rerun, the
 training budget."""
 
+import json
 from pathlib import Path
 
 import pytest
-from model_support import write_tiny_dataset
+from model_support import make_tiny_adapter, write_pairs_dataset, write_tiny_dataset
 from transformers import TrainerCallback
 
 import tasks.finetune
 from flows.finetune import finetune
 from llmops.flow_configs import FinetuneConfig
+from llmops.model.adapters import adapter_sha256
 from llmops.model.cost import BudgetExceededError
 from llmops.model.loading import resolve_base
 from llmops.tracking import mlflow_client
@@ -165,3 +167,105 @@ def test_a_run_over_its_budget_is_aborted_and_its_resume_counts_the_spend(
     assert result.cost.device_seconds > stopped_spent
     reopened = client.get_run(result.training_run_id)
     assert reopened.info.status == "FINISHED" and "cost.stopped_reason" not in reopened.data.tags
+
+
+def test_dpo_learns_the_pairs_logs_its_rewards_and_resumes_to_the_same_adapter(
+    llmops_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = write_pairs_dataset(tmp_path)
+    # No warm-up: the first step already moves the policy, so the second one logs a margin.
+    config = tiny_config(
+        dataset, method="dpo", max_steps=2, batch_size=2, save_every=1, warmup_ratio=0.0
+    )
+    result = finetune(config)
+
+    assert result.reference == "base" and result.metrics["global_step"] == 2
+    assert result.metrics["examples"] == 8 and result.metrics["dropped_examples"] == 0
+    # The policy starts equal to its reference (margin 0) and moves towards the chosen answers.
+    assert result.metrics["reward_margin"] > 0 and result.metrics["reward_accuracy"] > 0.5
+    client = mlflow_client()
+    run = client.get_run(result.training_run_id)
+    assert run.data.tags["method"] == "dpo" and run.data.tags["reference"] == "base"
+    margins = client.get_metric_history(result.training_run_id, "rewards/margins")
+    assert [m.step for m in margins] == [1, 2] and margins[0].value == 0.0
+    assert run.data.metrics["final_reward_margin"] == result.metrics["reward_margin"]
+    artifacts = {a.path for a in client.list_artifacts(result.training_run_id, "adapter")}
+    assert artifacts == {  # the trained adapter alone, not DPO's frozen reference copy
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "adapter/README.md",
+    }
+
+    # A fresh home: the same run killed after its step-1 checkpoint, then resumed.
+    monkeypatch.setenv("LLMOPS_HOME", str(tmp_path / "second-home"))
+    train_lora = tasks.finetune.train_lora
+
+    def killed_at_2(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        return train_lora(*args[:-1], [*args[-1], KillAt(2)], **kwargs)
+
+    monkeypatch.setattr(tasks.finetune, "train_lora", killed_at_2)
+    with pytest.raises(Killed):
+        finetune(config)
+    monkeypatch.setattr(tasks.finetune, "train_lora", train_lora)
+    resumed = finetune(config)
+    assert resumed.metrics["resumed_from_step"] == 1 and resumed.metrics["global_step"] == 2
+    assert resumed.run_uri != result.run_uri
+    assert resumed.adapter_sha256 == result.adapter_sha256  # bit-identical weights
+
+
+def test_dpo_against_the_champion_starts_from_its_adapter(
+    llmops_home: Path, tmp_path: Path
+) -> None:
+    from llmops.model import registry
+
+    adapter, base = make_tiny_adapter(tmp_path / "champion", seed=3, scale=0.05)
+    version = registry.register_adapter("dpo-model", str(adapter), base.ref, base.sha256, None, {})
+    registry.set_alias("dpo-model", registry.CHAMPION, version)
+    dataset = write_pairs_dataset(tmp_path)
+    config = tiny_config(
+        dataset,
+        method="dpo",
+        dpo_reference="champion",
+        registered_model="dpo-model",
+        max_steps=1,
+        batch_size=2,
+        save_every=1,
+        warmup_ratio=0.0,
+    )
+    result = finetune(config)
+
+    assert result.reference == f"champion v{version}"
+    run = mlflow_client().get_run(result.training_run_id)
+    assert run.data.tags["reference"] == f"champion v{version}"
+    # Trained from the champion's adapter (its rank and modules, not the profile's), so it
+    # serves like any other adapter; the weights moved from the champion's.
+    trained = Path(result.run_uri) / "adapter"
+    saved = json.loads((trained / "adapter_config.json").read_text())
+    assert saved["r"] == 4 and sorted(saved["target_modules"]) == ["q_proj", "v_proj"]
+    assert result.adapter_sha256 != adapter_sha256(adapter)
+    # The champion's weights are part of the run's key: a new champion is a new run.
+    resolved = resolve_base("tiny-random")
+    champion = tasks.finetune.load_champion_adapter.fn("dpo-model", resolved)
+    keys = {
+        tasks.finetune.plan_training_run.fn("s", "f", "d", resolved, start).key
+        for start in (None, champion)
+    }
+    assert len(keys) == 2
+
+
+def test_dpo_needs_pairs_and_a_champion_reference_needs_dpo(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from llmops.datasets import read_dataset
+
+    plain = read_dataset(str(write_tiny_dataset(tmp_path)))
+    with pytest.raises(ValueError, match="no preference pairs"):
+        tasks.finetune.load_training_records.fn(plain, "dpo")
+    with pytest.raises(ValidationError, match="needs method=dpo"):
+        tiny_config(tmp_path, dpo_reference="champion")
+    # A supervised run's fingerprint ignores the DPO settings (runs made before DPO stay reusable).
+    sft = tiny_config(tmp_path)
+    assert (
+        sft.training_fingerprint()
+        == sft.model_copy(update={"dpo_beta": 0.5}).training_fingerprint()
+    )

@@ -4,11 +4,13 @@ import math
 
 import pytest
 import torch
+from model_support import planted_pairs
 
 from llmops.model.loading import load_model, load_tokenizer, resolve_base
 from llmops.model.metrics import (
     compare,
     paired_bootstrap,
+    preference_scores,
     response_nll,
     response_token_logprobs,
     summarize,
@@ -88,3 +90,26 @@ def test_response_token_logprobs_score_exactly_the_answer_tokens() -> None:
     assert response_nll(model, tokenizer, chats) == pytest.approx(
         [-sum(s.logprobs) / len(s.logprobs) for s in scored]
     )
+
+
+def test_preference_scores_are_summed_log_probability_differences() -> None:
+    base = resolve_base("tiny-random")
+    model, tokenizer = load_model(base, torch.device("cpu")), load_tokenizer(base)
+    pairs = planted_pairs(3)
+    chats = [list(m) for m in pairs["messages"]]
+    rejected = pairs["rejected"].tolist()
+    scores = preference_scores(model, tokenizer, chats, rejected, batch_size=4)
+
+    rejected_chats = [
+        [*c[:-1], {"role": "assistant", "content": r}] for c, r in zip(chats, rejected, strict=True)
+    ]
+    chosen_sums = [sum(s.logprobs) for s in response_token_logprobs(model, tokenizer, chats, 1)]
+    rejected_sums = [
+        sum(s.logprobs) for s in response_token_logprobs(model, tokenizer, rejected_chats, 1)
+    ]
+    expected = [c - r for c, r in zip(chosen_sums, rejected_sums, strict=True)]
+    assert scores["preference_margin"] == pytest.approx(expected, rel=1e-4)
+    assert scores["preference_accuracy"] == [float(m > 0) for m in expected]
+    # An answer against itself: no margin, and not counted as preferred.
+    same = preference_scores(model, tokenizer, chats, [c[-1]["content"] for c in chats])
+    assert same == {"preference_margin": [0.0] * 3, "preference_accuracy": [0.0] * 3}
