@@ -5,9 +5,11 @@
 Same held-out examples and greedy decoding for every model; metrics with paired bootstrap
 confidence intervals, overall and per slice (contract slice fields, answer-length buckets), go
 to MLflow (metrics, per-example table, dataset input) and to Prefect table artifacts; with
-`bias_probe` on, the candidate and the compared model also answer the bias probe. The
-EvaluationReport it returns is kept in the store, where `promote` reads it by run id on any
-host.
+`bias_probe` on, the candidate and the compared model also answer the bias probe; with a
+`judge`, an OpenAI-compatible endpoint picks the better of the candidate's and the champion's
+answers (win_rate). The examples the candidate changed most are listed with their `llmops
+explain` command. The EvaluationReport it returns is kept in the store, where `promote` reads
+it by run id on any host.
 """
 
 from prefect import flow
@@ -27,10 +29,12 @@ from tasks.evaluation import (
     ModelUnderTest,
     compare_scores,
     describe_candidate,
+    judge_against_champion,
     load_champion,
     load_eval_records,
     measure_evaluation_cost,
     publish_evaluation_table,
+    publish_example_changes,
     save_evaluation_report,
     save_evaluation_run,
     score_model,
@@ -55,8 +59,9 @@ def evaluate(config: EvaluateConfig) -> EvaluationReport:
     scores = [candidate, base]
     if champion_ref is not None:
         champion = score_model(champion_ref, *decoding)
+        candidate, champion = judge_against_champion(config.judge, records, candidate, champion)
         intervals["champion"] = compare_scores(candidate, champion, *bootstrap)
-        scores.append(champion)
+        scores = [candidate, base, champion]
     compared_ref = champion_ref or base_ref
     slices = measure_slices(
         records, dataset.slices, scores, compared_ref.label, config.slice_length_bounds, *bootstrap
@@ -103,6 +108,9 @@ def evaluate(config: EvaluateConfig) -> EvaluationReport:
     save_slice_metrics(run_id, slices)
     save_fairness_metrics(run_id, fairness)
     publish_evaluation_table(report)
+    publish_example_changes(
+        run_id, records, candidate, base, config.explain_metrics, config.explain_examples
+    )
     publish_slice_table(report)
     if fairness:
         publish_fairness_table(report)

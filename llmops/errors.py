@@ -3,6 +3,7 @@ traceback, and tasks never retry them (retrying cannot fix bad input)."""
 
 from llmops.data.errors import DataContractError, SourceUnreadableError
 from llmops.model.cost import BudgetExceededError
+from llmops.model.judge import JudgeError
 
 USER_ERRORS = (
     FileNotFoundError,
@@ -11,4 +12,5 @@ USER_ERRORS = (
     SourceUnreadableError,
     DataContractError,
     BudgetExceededError,  # the run would cost more than its profile allows: fix the budget
+    JudgeError,  # the configured judge endpoint did not answer (after the SDK's retries)
 )

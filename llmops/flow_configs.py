@@ -16,6 +16,8 @@ from llmops.config import FlowConfig, load_profile_data
 from llmops.data.dedup import MinHashSettings
 from llmops.model.cost import CostSettings, TrainingBudget
 from llmops.model.gate import GatePolicy
+from llmops.model.judge import JudgeSettings
+from llmops.model.metrics import METRIC_DIRECTIONS
 from llmops.model.training import LoraSettings, PreferenceSettings, TrainSettings
 from llmops.release import Mode, ReleasePlan
 from llmops.release_rule import ReleasePolicy
@@ -220,6 +222,19 @@ class EvaluateConfig(FlowConfig):
     bias_probe_max_new_tokens: int = Field(
         48, ge=1, le=2048, description="Generation budget per bias-probe answer."
     )
+    judge: JudgeSettings | None = Field(
+        None,
+        description="An OpenAI-compatible endpoint that judges candidate vs champion answers "
+        "(win_rate); None: no judge.",
+    )
+    explain_metrics: list[str] = Field(
+        default_factory=lambda: ["rougeL", "eval_loss"],
+        description="Metrics whose largest per-example gains and losses over the base are "
+        "listed with their `llmops explain` command (artifact evaluation-examples).",
+    )
+    explain_examples: int = Field(
+        5, ge=0, le=100, description="How many gains and how many losses are listed per metric."
+    )
 
     @field_validator("slice_length_bounds")
     @classmethod
@@ -227,6 +242,17 @@ class EvaluateConfig(FlowConfig):
         if not 0 < bounds[0] < bounds[1]:
             raise ValueError(f"slice_length_bounds must be 0 < short end < long start: {bounds}")
         return bounds
+
+    @field_validator("explain_metrics")
+    @classmethod
+    def _per_example_directional(cls, names: list[str]) -> list[str]:
+        # win_rate exists only against a champion; the listing compares with the base.
+        wrong = [n for n in names if METRIC_DIRECTIONS.get(n, 0) == 0 or n == "win_rate"]
+        if wrong:
+            raise ValueError(
+                f"explain_metrics must be directional metrics with a base, not {wrong}"
+            )
+        return names
 
 
 class PromoteConfig(FlowConfig):

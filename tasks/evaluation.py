@@ -2,14 +2,14 @@
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import mlflow
 import pandas as pd
 from peft import PeftModel
-from prefect import task
-from prefect.artifacts import create_table_artifact
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.runtime import flow_run
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -19,7 +19,9 @@ from llmops.datasets import read_split
 from llmops.model import metrics
 from llmops.model.adapters import adapter_sha256, fetch_adapter
 from llmops.model.cost import ComputeCost, CostSettings
+from llmops.model.explain import ExampleChange, changes_markdown, largest_changes, prompt_text
 from llmops.model.generation import answer_all
+from llmops.model.judge import JudgeError, JudgeSettings, OpenAIJudge, judge_pairs
 from llmops.model.loading import load_model, load_tokenizer, resolve_base
 from llmops.model.registry import resolve_alias
 from llmops.outputs import DatasetRef, EvaluationReport
@@ -149,6 +151,44 @@ def compare_scores(
 
 
 @task
+def judge_against_champion(
+    settings: JudgeSettings | None,
+    records: pd.DataFrame,
+    candidate: ModelScores,
+    champion: ModelScores,
+) -> tuple[ModelScores, ModelScores]:
+    """Both scores with `win_rate` added: the judge's verdict per example for the candidate and
+    0.5 for the champion (a tie with itself), so their paired CI is of win_rate - 0.5; both
+    unchanged when no judge is set, or when it fails and `on_error` is skip."""
+    if settings is None:
+        return candidate, champion
+    conversations = [prompt_messages(list(m)) for m in records["messages"]]
+    try:
+        judge = OpenAIJudge(settings)
+        judged = judge_pairs(judge, conversations, candidate.predictions, champion.predictions)
+    except JudgeError as error:
+        if settings.on_error == "fail":
+            raise
+        get_run_logger().warning("win_rate skipped (judge on_error: skip): %s", error)
+        return candidate, champion
+    get_run_logger().info(
+        "judge %s: win_rate %.3f over %d examples (%d agreed in both orders, %d disagreed, "
+        "%d unparsed replies)",
+        settings.model,
+        sum(judged.wins) / len(judged.wins),
+        len(judged.wins),
+        judged.agreed,
+        judged.disagreed,
+        judged.unparsed,
+    )
+    ties = [0.5] * len(judged.wins)
+    return (
+        replace(candidate, per_example=candidate.per_example | {"win_rate": judged.wins}),
+        replace(champion, per_example=champion.per_example | {"win_rate": ties}),
+    )
+
+
+@task
 def measure_evaluation_cost(scores: list[ModelScores], settings: CostSettings) -> ComputeCost:
     """What this evaluation spent: the scores computed in this flow run, priced per device (a
     score reused from Prefect's cache was paid for by an earlier run)."""
@@ -235,7 +275,9 @@ def publish_evaluation_table(report: EvaluationReport) -> list[dict[str, str]]:
     """Create the Prefect table artifact: one row per metric, every model, CIs of the gain."""
     rows = []
     for name in report.metrics["candidate"]:
-        row = {"metric": name} | {m: f"{v[name]:.4f}" for m, v in report.metrics.items()}
+        row = {"metric": name} | {
+            m: f"{v[name]:.4f}" for m, v in report.metrics.items() if name in v
+        }
         for other, by_metric in report.intervals.items():
             if name in by_metric:
                 ci = by_metric[name]
@@ -263,4 +305,42 @@ def _outputs_table(records: pd.DataFrame, scores: list[ModelScores]) -> pd.DataF
     for s in scores:
         table[f"{s.label}_answer"] = s.predictions
         table[f"{s.label}_rougeL"] = s.per_example["rougeL"]
+    candidate = next(s for s in scores if s.label == "candidate")
+    if "win_rate" in candidate.per_example:  # the judge's verdicts, when there was a judge
+        table["candidate_win_rate"] = candidate.per_example["win_rate"]
     return table
+
+
+@task
+def publish_example_changes(
+    run_id: str,
+    records: pd.DataFrame,
+    candidate: ModelScores,
+    base: ModelScores,
+    metric_names: list[str],
+    k: int,
+) -> str:
+    """Create the markdown artifact evaluation-examples: per metric, the `k` examples the
+    candidate gained and lost most on over the base, each with its `llmops explain` command."""
+    ids = records["record_id"].astype(str).tolist()
+    prompts = [prompt_text(prompt_messages(list(m))) for m in records["messages"]]
+    sections: dict[str, list[ExampleChange]] = {}
+    for name in metric_names:
+        sign = metrics.METRIC_DIRECTIONS[name]
+        pairs = zip(candidate.per_example[name], base.per_example[name], strict=True)
+        gains = [sign * (c - b) for c, b in pairs]
+        wins, losses = largest_changes(gains, k)
+        for title, picked in ((f"gains in {name}", wins), (f"losses in {name}", losses)):
+            sections[f"Largest {title} (candidate vs base)"] = [
+                ExampleChange(
+                    ids[i], gains[i], prompts[i], candidate.predictions[i], base.predictions[i]
+                )
+                for i in picked
+            ]
+    markdown = changes_markdown(run_id, sections)
+    create_markdown_artifact(
+        markdown,
+        key="evaluation-examples",
+        description=f"Examples to explain (MLflow run {run_id}).",
+    )
+    return markdown

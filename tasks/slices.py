@@ -60,7 +60,12 @@ def publish_slice_table(report: EvaluationReport) -> list[dict[str, str]]:
     for result in report.slices:
         for metric, ci in result.intervals.items():
             row = {"slice": result.name, "n": str(result.count), "metric": metric}
-            row |= {label: f"{means[metric]:.4f}" for label, means in result.means.items()}
+            # A judged metric (win_rate) exists for the candidate and the champion only.
+            row |= {
+                label: f"{means[metric]:.4f}"
+                for label, means in result.means.items()
+                if metric in means
+            }
             row[f"candidate - {result.compared_to}"] = (
                 f"{ci.diff:+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]"
             )

@@ -8,11 +8,12 @@ answers can be compared for real.
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -24,6 +25,9 @@ from stack_support import wait_for
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmops.model.loading import load_model, load_tokenizer
+
+if TYPE_CHECKING:
+    from llmops.serving.app import ServerSettings
 
 # The installed `llmops` executable, run as a user runs it.
 LLMOPS = Path(sys.executable).parent / "llmops"
@@ -109,6 +113,49 @@ def running_serve(home: Path, env: dict[str, str], *args: str) -> Iterator[str]:
         finally:
             process.terminate()
             process.wait(timeout=60)
+
+
+def small_server_settings(api_key: str, **extra: Any) -> "ServerSettings":
+    """Serving settings with small limits, so generation stays cheap."""
+    from pydantic import SecretStr
+
+    from llmops.serving.app import ServerSettings
+
+    return ServerSettings(
+        api_key=SecretStr(api_key),
+        max_body_bytes=8192,
+        max_tokens_limit=8,
+        default_max_tokens=4,
+        max_prompt_tokens=256,
+        max_batch=8,
+        batch_window_ms=1,
+        **extra,
+    )
+
+
+@contextmanager
+def serving_in_process(model_name: str, inference_log: Path, api_key: str) -> Iterator[str]:
+    """The app `llmops serve` runs, serving the registry's champion of `model_name`, on a free
+    loopback port in a thread of this process: a server in seconds where starting the CLI takes
+    most of a minute on 2 cores. Yields its base URL."""
+    import uvicorn
+
+    from llmops.serving.app import create_app
+    from llmops.serving.champion import ModelSlot
+    from llmops.serving.store import InferenceStore
+
+    slot = ModelSlot(model_name, "champion", refresh_seconds=3600)
+    app = create_app(small_server_settings(api_key), slot, InferenceStore(str(inference_log)))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for("the in-process server", lambda: server.started, 60, 0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def serve_answers(base_url: str, process: subprocess.Popen, log: Path) -> bool:

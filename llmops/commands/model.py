@@ -1,14 +1,16 @@
-"""`llmops` subcommands for the model area: evaluate, promote, rollback, and `run` (the main job).
+"""`llmops` subcommands for the model area: evaluate, explain, promote, rollback, and `run` (the
+main job).
 
 Flows are imported inside the commands so that `llmops --help` stays fast.
 """
 
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from llmops.commands import Profile, run_flow
-from llmops.home import project_home
+from llmops.commands import Profile, one_line_errors, run_flow
+from llmops.home import home_path, project_home
 
 if TYPE_CHECKING:
     from llmops.outputs import PromotionDecision
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to the `llmops` app."""
     app.command(name="evaluate")(evaluate_command)
+    app.command(name="explain")(explain_command)
     app.command(name="promote")(promote_command)
     app.command(name="rollback")(rollback_command)
     app.command(name="run")(run_command)
@@ -49,6 +52,56 @@ def evaluate_command(
     report = run_flow(evaluate, config)
     typer.echo(report.model_dump_json(indent=2))
     typer.echo(f"\nPromote it with: llmops promote --evaluation-run {report.run_id}")
+
+
+def explain_command(
+    run_id: Annotated[str, typer.Argument(help="Evaluation run id (printed by `evaluate`).")],
+    record_id: Annotated[str, typer.Argument(help="A record id of the evaluated eval split.")],
+    answer: Annotated[
+        Literal["reference", "candidate"],
+        typer.Option(help="Score the reference answer or the candidate's own answer."),
+    ] = "reference",
+    neighbours: Annotated[int, typer.Option(min=1, help="Nearest training examples shown.")] = 5,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="HTML file to write (default: <home>/explain/<run>/<record>.html)."),
+    ] = None,
+    store_url: Annotated[
+        str | None, typer.Option("--store", help="Store holding the evaluation report.")
+    ] = None,
+) -> None:
+    """Show where the fine-tune changed its mind on one evaluated example, and the training
+    examples nearest to its prompt."""
+    from llmops import store
+    from llmops.model.explain import explain_record, shorten
+    from llmops.outputs import EvaluationReport
+    from tasks.evaluation import report_uri
+
+    with one_line_errors():
+        where = report_uri(store.store_root(store_url), run_id)
+        if not store.exists(where):
+            raise FileNotFoundError(f"no evaluation report for run {run_id} at {where}")
+        report = EvaluationReport.model_validate(store.read_json(where))
+        explained = explain_record(report, record_id, answer, neighbours)
+    path = output or home_path("explain", run_id, f"{record_id}.html")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(explained.html)
+    deltas = [t.delta for t in explained.tokens]
+    typer.echo(f"record {record_id}: {shorten(explained.prompt)}")
+    typer.echo(
+        f"{answer} answer, {len(deltas)} tokens: mean Δ log p {sum(deltas) / len(deltas):+.3f} "
+        "(candidate - base; > 0: the fine-tune made the answer more likely)"
+    )
+    typer.echo("tokens changed most:")
+    for token in sorted(explained.tokens, key=lambda t: -abs(t.delta))[:5]:
+        typer.echo(
+            f"  {token.text!r:<16} Δ {token.delta:+.3f} (candidate {token.candidate:.3f}, "
+            f"base {token.base:.3f})"
+        )
+    typer.echo("nearest training examples:")
+    for n in explained.neighbours:
+        typer.echo(f"  {n.record_id:<12} cosine {n.similarity:.3f}  {shorten(n.prompt, 60)}")
+    typer.echo(f"token view: {path}")
 
 
 def promote_command(

@@ -1,20 +1,28 @@
 """The evaluation flow end to end on the tiny model: real Prefect, real MLflow on SQLite."""
 
 import json
+import re
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
+import torch
 from model_support import make_tiny_adapter, write_tiny_dataset
+from peft import PeftModel
+from serving_support import TALKING_SEED, register_talking_champion, serving_in_process
+from typer.testing import CliRunner
 
 from flows.evaluate import evaluate
 from llmops import store
+from llmops.cli import app
 from llmops.flow_configs import EvaluateConfig
 from llmops.model import registry
-from llmops.model.loading import load_tokenizer, resolve_base
+from llmops.model.judge import JudgeSettings
+from llmops.model.loading import load_model, load_tokenizer, resolve_base
+from llmops.model.metrics import response_nll
 from llmops.outputs import EvaluationReport
-from llmops.records import prompt_messages
+from llmops.records import prompt_messages, reference_response
 
 
 @pytest.fixture
@@ -118,3 +126,103 @@ def test_evaluate_rejects_a_folder_that_is_not_a_dataset(
     bad = config.model_copy(update={"dataset": str(tmp_path)})
     with pytest.raises(FileNotFoundError, match="not a prepared dataset"):
         evaluate(bad)
+
+
+def _listed(markdown: str, section: str) -> list[str]:
+    """The record ids a section of the evaluation-examples listing names, in order."""
+    body = markdown.split(f"## {section}\n")[1].split("\n## ")[0]
+    return re.findall(r"`llmops explain \S+ (\S+)`", body)
+
+
+def test_the_examples_changed_most_are_listed_and_explained(
+    config: EvaluateConfig, llmops_home: Path, tmp_path: Path
+) -> None:
+    from prefect.artifacts import Artifact
+
+    result = evaluate(config)
+    markdown = Artifact.get("evaluation-examples").data
+    # Expected from scratch: eval loss of each example under the candidate and the base.
+    base = resolve_base("tiny-random")
+    tokenizer = load_tokenizer(base)
+    tuned = PeftModel.from_pretrained(load_model(base, torch.device("cpu")), config.adapter)
+    records = pd.read_parquet(Path(config.dataset) / "eval.parquet")
+    chats = [list(m) for m in records["messages"]]
+    candidate_loss = response_nll(tuned.eval(), tokenizer, chats)
+    with tuned.disable_adapter():
+        gains = [
+            b - c
+            for b, c in zip(response_nll(tuned, tokenizer, chats), candidate_loss, strict=True)
+        ]
+    ids = records["record_id"].tolist()
+    by_gain = sorted(range(len(ids)), key=lambda i: -gains[i])
+    assert (
+        _listed(markdown, "Largest gains in eval_loss (candidate vs base)")
+        == [ids[i] for i in by_gain if gains[i] > 0][:5]
+    )
+    assert (
+        _listed(markdown, "Largest losses in eval_loss (candidate vs base)")
+        == [ids[i] for i in reversed(by_gain) if gains[i] < 0][:5]
+    )
+
+    record = ids[by_gain[0]]
+    page = tmp_path / "explained.html"
+    shown = CliRunner().invoke(app, ["explain", result.run_id, record, "--output", str(page)])
+    assert shown.exit_code == 0, shown.output
+    chat = chats[by_gain[0]]
+    prompt = tokenizer.apply_chat_template(chat[:-1], add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template(chat, tokenize=False)
+    answer_tokens = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
+    assert page.read_text().count('<span class="tok"') == len(answer_tokens)
+    assert reference_response(chat) in page.read_text()
+    # Planted: the train split's tickets about the same topic (every 8th record) come first.
+    topic = int(record.removeprefix("r")) % 8
+    neighbours = re.findall(r"^  (r\d+) +cosine", shown.output, flags=re.MULTILINE)
+    assert len(neighbours) == 5 and set(neighbours[:2]) == {f"r{topic}", f"r{topic + 8}"}
+    assert f"{len(answer_tokens)} tokens" in shown.output and "tokens changed most:" in shown.output
+
+    mine = CliRunner().invoke(app, ["explain", result.run_id, record, "--answer", "candidate"])
+    assert mine.exit_code == 0, mine.output
+    assert (llmops_home / "explain" / result.run_id / f"{record}.html").exists()
+
+
+@pytest.mark.slow
+def test_a_judge_compares_candidate_and_champion_answers_in_both_orders(
+    config: EvaluateConfig, llmops_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.artifacts import Artifact
+
+    from llmops.serving.store import InferenceStore
+
+    # The champion also judges: the serving app answers with it on loopback. The tiny model is
+    # a poor judge (its verdicts are mostly not A, B or TIE); this test is about the plumbing.
+    register_talking_champion(config.registered_model, tmp_path, TALKING_SEED, 1.0)
+    monkeypatch.setenv("TEST_JUDGE_KEY", "judge-key")
+    log = llmops_home / "judge-inference"
+    with serving_in_process(config.registered_model, log, "judge-key") as url:
+        judge = JudgeSettings(
+            base_url=f"{url}/v1", model=config.registered_model, api_key_env="TEST_JUDGE_KEY"
+        )
+        result = evaluate(config.model_copy(update={"judge": judge}))
+
+    win_rate = result.metrics["candidate"]["win_rate"]
+    ci = result.intervals["champion"]["win_rate"]
+    assert 0 <= win_rate <= 1 and result.metrics["champion"]["win_rate"] == 0.5
+    assert ci.diff == pytest.approx(win_rate - 0.5) and ci.low <= ci.diff <= ci.high
+    assert "win_rate" not in result.intervals["base"]
+    logged = mlflow.get_run(result.run_id).data.metrics
+    assert logged["candidate.win_rate"] == pytest.approx(win_rate)
+    assert logged["diff_vs_champion.win_rate.ci_low"] == pytest.approx(ci.low)
+    assert "win_rate" in str(Artifact.get("evaluation-summary").data)
+
+    run = mlflow.get_run(result.run_id)
+    outputs = mlflow.MlflowClient().load_table(
+        run.info.experiment_id, "eval_outputs.json", run_ids=[result.run_id]
+    )
+    asked = [m[-1]["content"] for m in InferenceStore(str(log)).read_requests()["messages"]]
+    assert len(asked) == 2 * result.examples
+    for i, row in outputs.iterrows():
+        first, swapped = asked[2 * i], asked[2 * i + 1]
+        a, b = row["candidate_answer"], row["champion_answer"]
+        assert f"Answer A:\n{a}\n\nAnswer B:\n{b}\n" in first
+        assert f"Answer A:\n{b}\n\nAnswer B:\n{a}\n" in swapped
+    assert outputs["candidate_win_rate"].mean() == pytest.approx(win_rate)

@@ -22,3 +22,9 @@ def test_bad_input_is_a_clear_error(
 ) -> None:
     rollback = runner.invoke(app, ["rollback", "--profile", "tiny"])
     assert rollback.exit_code == 1 and "error: nothing to roll back" in rollback.output
+
+
+def test_explain_names_a_missing_evaluation(llmops_home: Path) -> None:
+    result = runner.invoke(app, ["explain", "no-such-run", "r1"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: no evaluation report for run no-such-run at ")

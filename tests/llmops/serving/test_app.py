@@ -12,20 +12,18 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 from schemathesis import APIOperation, Case, GenerationMode
 from schemathesis.python.asgi import shutdown_lifespans
-from serving_support import TALKING_SEED, register_talking_champion
+from serving_support import TALKING_SEED, register_talking_champion, small_server_settings
 from starlette.testclient import TestClient
 
-from llmops.serving.app import ServerSettings, create_app
+from llmops.serving.app import create_app
 from llmops.serving.champion import ModelSlot
 from llmops.serving.store import InferenceStore
 
@@ -50,23 +48,9 @@ def slot(tmp_path_factory: pytest.TempPathFactory) -> ModelSlot:
         return ModelSlot(MODEL, "champion", refresh_seconds=3600)
 
 
-def _settings(**extra: Any) -> ServerSettings:
-    """Small limits, so generation stays cheap."""
-    return ServerSettings(
-        api_key=SecretStr(KEY),
-        max_body_bytes=8192,
-        max_tokens_limit=8,
-        default_max_tokens=4,
-        max_prompt_tokens=256,
-        max_batch=8,
-        batch_window_ms=1,
-        **extra,
-    )
-
-
 @pytest.fixture
 def app(slot: ModelSlot, tmp_path: Path) -> FastAPI:
-    return create_app(_settings(), slot, InferenceStore(str(tmp_path / "inference")))
+    return create_app(small_server_settings(KEY), slot, InferenceStore(str(tmp_path / "inference")))
 
 
 @pytest.fixture
@@ -175,7 +159,9 @@ def test_the_guardrail_flags_or_blocks_an_attack_and_lets_questions_through(
     from llmops.serving.guardrails import Guardrail, GuardrailSettings
 
     reported = []
-    server_settings = _settings(guardrail=Guardrail(GuardrailSettings(policy=policy)))
+    server_settings = small_server_settings(
+        KEY, guardrail=Guardrail(GuardrailSettings(policy=policy))
+    )
     store = InferenceStore(str(tmp_path / "inference"))
     app = create_app(server_settings, slot, store, on_abuse=lambda **event: reported.append(event))
     attack = [
