@@ -3,6 +3,7 @@
 import pytest
 from net_support import free_port
 
+from llmops.model.gate import GatePolicy, decide
 from llmops.model.judge import (
     JudgeError,
     JudgeSettings,
@@ -11,6 +12,7 @@ from llmops.model.judge import (
     pair_score,
     parse_verdict,
 )
+from llmops.model.metrics import Interval
 from llmops.records import Message
 
 
@@ -82,3 +84,17 @@ def test_a_missing_api_key_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = JudgeSettings(base_url="http://x/v1", model="m", api_key_env="JUDGE_TEST_KEY")
     with pytest.raises(JudgeError, match=r"\$JUDGE_TEST_KEY is not set"):
         OpenAIJudge(settings)
+
+
+def test_the_gate_reads_win_rate_as_wins_more_than_half() -> None:
+    # Intervals of win_rate are of win_rate - 0.5 (the champion scores 0.5 against itself).
+    policy = GatePolicy(primary_metric="win_rate", guard_metrics={})
+    wins = decide(policy, {"win_rate": 0.7}, {"win_rate": Interval(0.2, 0.05, 0.35)}, "champion")
+    assert wins.passed and "win_rate improves by +0.2000 over champion" in wins.reasons[0]
+    coin = decide(policy, {"win_rate": 0.55}, {"win_rate": Interval(0.05, -0.1, 0.2)}, "champion")
+    assert not coin.passed and "could be noise" in coin.reasons[0]
+    # As a guard: losing more than 0.1 below an even split rejects a rougeL gain.
+    guarded = GatePolicy(primary_metric="rougeL", guard_metrics={"win_rate": 0.1})
+    intervals = {"rougeL": Interval(0.1, 0.05, 0.15), "win_rate": Interval(-0.2, -0.3, -0.1)}
+    lost = decide(guarded, {"rougeL": 0.4, "win_rate": 0.3}, intervals, "champion")
+    assert not lost.passed and "guard win_rate regresses by 0.2000" in lost.reasons[1]
