@@ -47,3 +47,5 @@ def prepare_command(
     typer.echo(f"dataset {dataset.dataset_id} -> {dataset.uri}")
     for name, value in dataset.counts.items():
         typer.echo(f"  {name:>27}: {value}")
+    if dataset.eda_report:
+        typer.echo(f"exploration (EDA report): {dataset.eda_report}")

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import yaml
 from prefect.artifacts import Artifact
+from typer.testing import CliRunner
 
 from flows.prepare import prepare
+from llmops.cli import app
+from llmops.datasets import read_dataset
 from llmops.flow_configs import PrepareConfig
 from tests.flows.test_prepare import filler
 
@@ -64,13 +67,15 @@ def test_prepare_writes_an_eda_report_with_the_planted_counts(
         yaml.safe_dump({**yaml.safe_load(CONTRACT.read_text()), "slices": ["topic"]})
     )
     sources = planted(tmp_path)
-    config = PrepareConfig.from_profile(
-        "tiny", sources=sources, contract=str(contract), output=str(tmp_path / "datasets")
-    )
-    dataset = prepare(config)
+    output = str(tmp_path / "datasets")
+    options = ["--contract", str(contract), "--output", output, "--profile", "tiny"]
+    result = CliRunner().invoke(app, ["prepare", *sources, *options])
+    assert result.exit_code == 0, result.output
+    dataset = read_dataset(re.search(r"^dataset \S+ -> (\S+)$", result.output, re.M)[1])
 
     report = Path(dataset.uri) / "eda"
     assert dataset.eda_report == str(report / "index.html")
+    assert f"exploration (EDA report): {dataset.eda_report}" in result.output
     manifest = json.loads((Path(dataset.uri) / "manifest.json").read_text())
     assert manifest["eda_report"] == "eda/index.html"
     assert sorted(p.name for p in report.iterdir()) == sorted(
@@ -111,6 +116,9 @@ def test_prepare_writes_an_eda_report_with_the_planted_counts(
     assert f"({(report / 'index.html').as_uri()})" in manifest_artifact
 
     # eda: false writes no report and leaves the dataset id alone (it does not shape the data).
-    plain = prepare(config.model_copy(update={"eda": False, "output": str(tmp_path / "plain")}))
+    config = PrepareConfig.from_profile(
+        "tiny", sources=sources, contract=str(contract), output=str(tmp_path / "plain"), eda=False
+    )
+    plain = prepare(config)
     assert (plain.dataset_id, plain.eda_report) == (dataset.dataset_id, None)
     assert not (Path(plain.uri) / "eda").exists()
