@@ -2,22 +2,27 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from model_support import tiny_records
+from model_support import planted_pairs, tiny_records
+from peft import PeftModel
 from transformers import TrainerCallback
 
 from llmops.model.generation import generate_batch
-from llmops.model.loading import load_tokenizer, resolve_base
+from llmops.model.loading import load_model, load_tokenizer, resolve_base
+from llmops.model.metrics import preference_scores
 from llmops.model.training import (
     IGNORE_INDEX,
     LoraSettings,
+    PreferenceSettings,
     TrainSettings,
     build_lora_model,
     encode_example,
     encode_examples,
     make_collator,
     pick_precision,
+    preference_examples,
     train_lora,
 )
 from llmops.records import instruction_to_messages
@@ -149,3 +154,57 @@ def test_real_smollm2_loads_generates_and_trains(tmp_path: Path) -> None:
     assert metrics["global_step"] == 3 and metrics["train_loss"] > 0
     adapter_bytes = sum(p.stat().st_size for p in (tmp_path / "adapter").iterdir())
     assert adapter_bytes < 5_000_000  # rank-4 adapter: about 1.9 MB, the base is 540 MB
+
+
+@pytest.mark.slow
+def test_dpo_on_smollm2_learns_the_planted_preference_on_held_out_pairs(tmp_path: Path) -> None:
+    """Every rejected answer names the wrong product (AcmeCloud, not Zephyr Desk). After three
+    DPO steps against the base, the adapter prefers the chosen answers of pairs whose prompts
+    it never saw, by the margin the evaluation computes (metrics.preference_scores)."""
+    base = resolve_base("smollm2-135m-instruct")
+    tokenizer = load_tokenizer(base)
+    train, held_out = planted_pairs(12), planted_pairs(4, offset=12)
+    assert not set(train["messages"].map(str)) & set(held_out["messages"].map(str))
+    chats, rejected = [list(m) for m in held_out["messages"]], held_out["rejected"].tolist()
+    model = load_model(base, torch.device("cpu")).eval()
+    before = preference_scores(model, tokenizer, chats, rejected)
+
+    # Small and quick on two cores: rank 8 on the attention of the top 10 of 30 layers (the
+    # backward pass stops there), two pairs a step, a high learning rate.
+    lora = LoraSettings(8, 16, 0.0, r".*layers\.2[0-9]\.self_attn\.(q_proj|v_proj)")
+    small = settings(learning_rate=1e-2, max_steps=3, batch_size=2, save_every=3, packing=False)
+    trained = train_lora(
+        base,
+        tokenizer,
+        preference_examples(train),
+        lora,
+        small,
+        tmp_path / "checkpoints",
+        tmp_path / "adapter",
+        preference=PreferenceSettings(beta=0.1, max_length=256),
+    )
+    after = preference_scores(
+        PeftModel.from_pretrained(model, str(tmp_path / "adapter")).eval(),
+        tokenizer,
+        chats,
+        rejected,
+    )
+
+    margin = {
+        "before": np.mean(before["preference_margin"]),
+        "after": np.mean(after["preference_margin"]),
+    }
+    accuracy = {
+        "before": np.mean(before["preference_accuracy"]),
+        "after": np.mean(after["preference_accuracy"]),
+    }
+    print(
+        f"planted preference, 4 held-out pairs: margin {margin['before']:+.2f} -> "
+        f"{margin['after']:+.2f} nats, accuracy {accuracy['before']:.2f} -> "
+        f"{accuracy['after']:.2f}; 3 DPO steps in {trained['train_seconds']:.1f} s "
+        f"(train reward margin {trained['reward_margin']:.2f})"
+    )
+    # The base prefers the shorter wrong name on every held-out pair; the adapter never does.
+    assert accuracy == {"before": 0.0, "after": 1.0}
+    assert margin["after"] - margin["before"] > 10.0
+    assert trained["reward_accuracy"] == 1.0 and trained["reward_margin"] > 0
