@@ -183,12 +183,15 @@ def _figure(width: float, height: float, columns: int = 1, **options):
 
 
 def _length_histograms(profile: pd.DataFrame):
+    from matplotlib.ticker import MaxNLocator
+
     columns = [c for c in ("prompt_words", "response_words", "rejected_words") if c in profile]
     figure, axes = _figure(4.5 * len(columns), 3.5, len(columns))
     for ax, column in zip(axes, columns, strict=True):
         by_split = [profile.loc[profile["split"] == s, column].dropna() for s in ("train", "eval")]
         ax.hist(by_split, bins=20, stacked=True, label=["train", "eval"])
         ax.set(title=column.replace("_", " "), xlabel="words", ylabel="records")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     return figure
 
