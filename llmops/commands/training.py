@@ -3,7 +3,7 @@
 The flow is imported inside the command so that `llmops --help` stays fast.
 """
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -33,14 +33,28 @@ def finetune_command(
         bool | None,
         typer.Option("--packing/--no-packing", help="Padding-free packed batches or padding."),
     ] = None,
+    method: Annotated[
+        Literal["sft", "dpo"] | None,
+        typer.Option(help="sft: supervised; dpo: preference tuning on the dataset's pairs."),
+    ] = None,
+    dpo_reference: Annotated[
+        Literal["base", "champion"] | None,
+        typer.Option(help="DPO: a delta on the base model or on the current champion."),
+    ] = None,
 ) -> None:
-    """Train a LoRA adapter; a killed run resumes (on any host sharing the store), a finished
-    one is reused."""
+    """Train a LoRA adapter (supervised, or DPO on preference pairs); a killed run resumes (on
+    any host sharing the store), a finished one is reused."""
     from flows.finetune import finetune
     from llmops.flow_configs import FinetuneConfig
 
     config = FinetuneConfig.from_profile(
-        profile, dataset=dataset, base_model=base_model, max_steps=max_steps, packing=packing
+        profile,
+        dataset=dataset,
+        base_model=base_model,
+        max_steps=max_steps,
+        packing=packing,
+        method=method,
+        dpo_reference=dpo_reference,
     )
     trained = run_flow(finetune, config)
     typer.echo(trained.model_dump_json(indent=2))
