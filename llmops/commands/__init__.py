@@ -5,6 +5,8 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from llmops.errors import USER_ERRORS
 
@@ -13,13 +15,24 @@ Profile = Annotated[str, typer.Option(help="Settings profile: tiny, cpu or gpu."
 
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """Bad input inside the block becomes a one-line error (its first line) and exit code 1."""
+    """Bad input inside the block becomes a one-line error (its first line; for an invalid
+    config, what is wrong with it) and exit code 1."""
     try:
         yield
+    except ValidationError as error:
+        problems = "; ".join(_problem(e) for e in error.errors())
+        typer.echo(f"error: invalid {error.title}: {problems}", err=True)
+        raise typer.Exit(1) from error
     except USER_ERRORS as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(1) from error
+
+
+def _problem(error: ErrorDetails) -> str:
+    """One validation problem: where (a field, or the config itself) and what."""
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else error["msg"]
 
 
 def run_flow(flow_fn: Any, config: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 # One shared way to run a flow in-process and turn bad input into a one-line error.
-from llmops.commands import Profile, run_flow
+from llmops.commands import Profile, one_line_errors, run_flow
 
 
 def register(app: typer.Typer) -> None:
@@ -47,15 +47,16 @@ def finetune_command(
     from flows.finetune import finetune
     from llmops.flow_configs import FinetuneConfig
 
-    config = FinetuneConfig.from_profile(
-        profile,
-        dataset=dataset,
-        base_model=base_model,
-        max_steps=max_steps,
-        packing=packing,
-        method=method,
-        dpo_reference=dpo_reference,
-    )
+    with one_line_errors():  # e.g. --dpo-reference champion without --method dpo
+        config = FinetuneConfig.from_profile(
+            profile,
+            dataset=dataset,
+            base_model=base_model,
+            max_steps=max_steps,
+            packing=packing,
+            method=method,
+            dpo_reference=dpo_reference,
+        )
     trained = run_flow(finetune, config)
     typer.echo(trained.model_dump_json(indent=2))
     typer.echo(

@@ -13,7 +13,15 @@ runner = CliRunner()
 def test_finetune_help_lists_its_options() -> None:
     result = runner.invoke(app, ["finetune", "--help"], env={"COLUMNS": "300"})
     assert result.exit_code == 0
-    for option in ("--profile", "--base-model", "--max-steps", "--packing"):
+    options = (
+        "--profile",
+        "--base-model",
+        "--max-steps",
+        "--packing",
+        "--method",
+        "--dpo-reference",
+    )
+    for option in options:
         assert option in result.output
 
 
@@ -23,3 +31,12 @@ def test_finetune_bad_dataset_is_a_clear_error(
     result = runner.invoke(app, ["finetune", str(tmp_path / "missing"), "--profile", "tiny"])
     assert result.exit_code == 1
     assert "error: " in result.output and "is not a prepared dataset" in result.output
+
+
+def test_a_champion_reference_without_dpo_is_a_clear_error(tmp_path: Path) -> None:
+    args = ["finetune", str(tmp_path), "--profile", "tiny", "--dpo-reference", "champion"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert result.output == (
+        "error: invalid FinetuneConfig: Value error, dpo_reference=champion needs method=dpo\n"
+    )
