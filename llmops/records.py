@@ -38,6 +38,17 @@ def reference_response(messages: list[Message]) -> str:
     return messages[-1]["content"]
 
 
+def with_answer(prompt: list[Message], answer: str) -> list[Message]:
+    """The prompt turns followed by `answer` as the final assistant turn."""
+    return [*prompt, {"role": "assistant", "content": answer}]
+
+
+def prompt_text(prompt: list[Message]) -> str:
+    """What a prompt is compared and shown on: its user and assistant turns (the system message
+    is house instructions shared by many records, not the question)."""
+    return "\n".join(m["content"] for m in prompt if m["role"] != "system")
+
+
 def instruction_to_messages(prompt: str, response: str, system: str | None = None) -> list[Message]:
     """Normalize the instruction schema to messages."""
     head: list[Message] = [{"role": "system", "content": system}] if system else []

@@ -19,13 +19,13 @@ from llmops.datasets import read_split
 from llmops.model import metrics
 from llmops.model.adapters import adapter_sha256, fetch_adapter
 from llmops.model.cost import ComputeCost, CostSettings
-from llmops.model.explain import ExampleChange, changes_markdown, largest_changes, prompt_text
+from llmops.model.explain import ExampleChange, changes_markdown, largest_changes
 from llmops.model.generation import answer_all
 from llmops.model.judge import JudgeError, JudgeSettings, OpenAIJudge, judge_pairs
 from llmops.model.loading import load_model, load_tokenizer, resolve_base
 from llmops.model.registry import resolve_alias
 from llmops.outputs import DatasetRef, EvaluationReport
-from llmops.records import prompt_messages, reference_response
+from llmops.records import prompt_messages, prompt_text, reference_response
 from llmops.tracking import ensure_experiment, mlflow_client
 from tasks.policy import HOST_LOCAL, STORE_RETRIES
 
@@ -113,11 +113,13 @@ def score_model(
         desc=f"generate {model_ref.label}",
     )
     per_example = metrics.text_scores(predictions, [reference_response(c) for c in conversations])
-    per_example["eval_loss"] = metrics.response_nll(model, tokenizer, conversations, batch_size)
+    # One scoring pass of the references serves eval_loss and, on pairs, the chosen side.
+    references = metrics.response_token_logprobs(model, tokenizer, conversations, batch_size)
+    per_example["eval_loss"] = metrics.mean_nll(references)
     if "rejected" in records and records["rejected"].notna().all():  # a preference eval split
-        rejected = records["rejected"].tolist()
-        per_example |= metrics.preference_scores(
-            model, tokenizer, conversations, rejected, batch_size
+        rejected = metrics.rejected_conversations(conversations, records["rejected"].tolist())
+        per_example |= metrics.preference_margins(
+            references, metrics.response_token_logprobs(model, tokenizer, rejected, batch_size)
         )
     return ModelScores(
         model_ref.label,

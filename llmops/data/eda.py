@@ -17,7 +17,7 @@ from importlib import resources
 
 import pandas as pd
 
-from llmops.records import prompt_messages, reference_response
+from llmops.records import prompt_messages, prompt_text, reference_response
 
 # Rejection reasons in the order a record meets them in prepare.
 REASONS = ("quarantined", "exact_duplicate", "near_duplicate", "conflicting_answer", "contaminated")
@@ -87,10 +87,7 @@ def _profile(records: pd.DataFrame, metadata: list[dict | None], fields: list[st
     def words(text: str) -> int:
         return len(text.split())
 
-    prompts = [
-        " ".join(m["content"] for m in prompt_messages(ms) if m["role"] != "system")
-        for ms in records["messages"]
-    ]
+    prompts = [prompt_text(prompt_messages(ms)) for ms in records["messages"]]
     profile = pd.DataFrame(
         {
             "split": records["split"],

@@ -26,7 +26,7 @@ from llmops.model.loading import load_model, load_tokenizer, resolve_base
 from llmops.model.metrics import response_token_logprobs
 from llmops.monitoring.embeddings import embed_texts
 from llmops.outputs import EvaluationReport
-from llmops.records import Message, prompt_messages, reference_response
+from llmops.records import Message, prompt_messages, prompt_text, reference_response, with_answer
 from llmops.tracking import mlflow_client
 
 AnswerSource = Literal["reference", "candidate"]
@@ -103,7 +103,7 @@ def explain_record(
     model = PeftModel.from_pretrained(
         load_model(base, torch.device("cpu")), str(fetch_adapter(report.adapter_uri))
     ).eval()
-    tokens = token_deltas(model, tokenizer, [*prompt, {"role": "assistant", "content": text}])
+    tokens = token_deltas(model, tokenizer, with_answer(prompt, text))
 
     train = read_split(dataset, "train")
     train_messages = [list(m) for m in train["messages"]]
@@ -147,12 +147,6 @@ def token_deltas(
         TokenDelta(tokenizer.decode([token]), c, b)
         for token, c, b in zip(tuned.token_ids, tuned.logprobs, base.logprobs, strict=True)
     ]
-
-
-def prompt_text(messages: Sequence[Message]) -> str:
-    """What a prompt is compared on: its user and assistant turns (the system message is house
-    instructions shared by many records, not the question)."""
-    return "\n".join(m["content"] for m in messages if m["role"] != "system")
 
 
 def nearest_neighbours(

@@ -15,7 +15,7 @@ from sacrebleu.metrics import BLEU
 from scipy.stats import bootstrap
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from llmops.records import Message, prompt_messages
+from llmops.records import Message, prompt_messages, with_answer
 
 # +1: higher is better, -1: lower is better, 0: informational (a gate should not chase it).
 METRIC_DIRECTIONS: dict[str, int] = {
@@ -115,8 +115,23 @@ def response_nll(
     batch_size: int = 8,
 ) -> list[float]:
     """Per-example mean negative log-likelihood of the final assistant turn given the prompt."""
-    scored = response_token_logprobs(model, tokenizer, conversations, batch_size)
+    return mean_nll(response_token_logprobs(model, tokenizer, conversations, batch_size))
+
+
+def mean_nll(scored: Sequence[TokenLogprobs]) -> list[float]:
+    """Per example, the mean negative log-probability of its response tokens (eval_loss)."""
     return [-float(np.mean(s.logprobs)) if s.logprobs else 0.0 for s in scored]
+
+
+def rejected_conversations(
+    conversations: Sequence[Sequence[Message]], rejected: Sequence[str]
+) -> list[list[Message]]:
+    """Each pair's prompt turns followed by its rejected answer (the conversations end with the
+    chosen one)."""
+    return [
+        with_answer(prompt_messages(list(c)), r)
+        for c, r in zip(conversations, rejected, strict=True)
+    ]
 
 
 def preference_scores(
@@ -126,17 +141,23 @@ def preference_scores(
     rejected: Sequence[str],
     batch_size: int = 8,
 ) -> dict[str, list[float]]:
-    """Per pair, `preference_margin`: the chosen answer's (the conversation's final assistant
-    turn) summed token log-probability minus the rejected answer's, both given the same prompt
-    turns; `preference_accuracy`: 1.0 when the margin is above 0."""
-    chosen_and_rejected = [
-        *conversations,
-        *(_with_answer(c, r) for c, r in zip(conversations, rejected, strict=True)),
-    ]
-    scored = response_token_logprobs(model, tokenizer, chosen_and_rejected, batch_size)
-    summed = [sum(s.logprobs) for s in scored]
-    n = len(conversations)
-    margins = [c - r for c, r in zip(summed[:n], summed[n:], strict=True)]
+    """Per pair, the preference metrics (`preference_margins`) of the conversations' final
+    assistant turns (the chosen answers) against the `rejected` answers under the model."""
+    return preference_margins(
+        response_token_logprobs(model, tokenizer, conversations, batch_size),
+        response_token_logprobs(
+            model, tokenizer, rejected_conversations(conversations, rejected), batch_size
+        ),
+    )
+
+
+def preference_margins(
+    chosen: Sequence[TokenLogprobs], rejected: Sequence[TokenLogprobs]
+) -> dict[str, list[float]]:
+    """Per pair, `preference_margin`: the chosen answer's summed token log-probability minus the
+    rejected answer's, both given the same prompt turns; `preference_accuracy`: 1.0 when the
+    margin is above 0."""
+    margins = [sum(c.logprobs) - sum(r.logprobs) for c, r in zip(chosen, rejected, strict=True)]
     return {
         "preference_margin": margins,
         "preference_accuracy": [float(m > 0) for m in margins],
@@ -207,11 +228,6 @@ def _response_labels(
     if full_ids[: len(prompt_ids)] != prompt_ids:
         raise ValueError("the chat template does not render the prompt as a prefix of the chat")
     return full_ids, [-100] * len(prompt_ids) + full_ids[len(prompt_ids) :]
-
-
-def _with_answer(messages: Sequence[Message], answer: str) -> list[Message]:
-    """The conversation with its final assistant turn replaced by `answer`."""
-    return [*prompt_messages(list(messages)), {"role": "assistant", "content": answer}]
 
 
 def _normalize(text: str) -> str:

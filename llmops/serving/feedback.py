@@ -6,7 +6,7 @@ import hashlib
 import pandas as pd
 
 from llmops.data.dedup import normalize, normalized_prompt
-from llmops.records import RECORD_COLUMNS
+from llmops.records import RECORD_COLUMNS, with_answer
 
 
 def feedback_training_records(
@@ -31,7 +31,7 @@ def feedback_training_records(
             {
                 "record_id": f"feedback-{row.request_id}",
                 "source": f"feedback:{row.request_id}",
-                "messages": [*prompt, {"role": "assistant", "content": answer}],
+                "messages": with_answer(prompt, answer),
             }
         )
     return pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
@@ -87,7 +87,7 @@ def preference_signal(correction: str | None, score: float | None) -> str | None
     """What makes one feedback a preference signal: "correction" (it pairs with the answer it
     corrects), "rating" for a thumbs up or down (score 1 or 0, what the default pairs export
     counts as chosen or rejected), else None (a lukewarm score pairs with nothing)."""
-    if isinstance(correction, str) and correction.strip():
+    if _has_text(correction):
         return "correction"
     return "rating" if score in (0.0, 1.0) else None
 
@@ -100,7 +100,11 @@ def rated_chats(requests: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
 
 
 def _corrected(row) -> bool:
-    return isinstance(row.correction, str) and bool(row.correction.strip())
+    return _has_text(row.correction)
+
+
+def _has_text(correction: str | None) -> bool:
+    return isinstance(correction, str) and bool(correction.strip())
 
 
 def _prompt_key(messages: list[dict]) -> str:
