@@ -57,6 +57,7 @@ def finetune(config: FinetuneConfig) -> TrainedAdapter:
             "device": device,
             "method": config.method,
             "reference": reference or "",
+            "num_processes": str(config.num_processes),
         }
         params = settings_params(config.lora(), config.train_settings())
         mlflow_run_id = start_training_run(config.experiment, run, params, tags)
@@ -75,6 +76,7 @@ def finetune(config: FinetuneConfig) -> TrainedAdapter:
             config.budget,
             seconds_per_step,
             config.preference_settings(champion.adapter_dir if champion else None),
+            config.launch(),
         )
         trained = save_trained_adapter(
             run, mlflow_run_id, metrics, base, fingerprint, dataset, reference

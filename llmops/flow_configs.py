@@ -15,6 +15,7 @@ from llmops import store
 from llmops.config import FlowConfig, load_profile_data
 from llmops.data.dedup import MinHashSettings
 from llmops.model.cost import CostSettings, TrainingBudget
+from llmops.model.distributed import Launch
 from llmops.model.gate import GatePolicy
 from llmops.model.judge import JudgeSettings
 from llmops.model.metrics import METRIC_DIRECTIONS
@@ -104,7 +105,13 @@ class FinetuneConfig(FlowConfig):
     learning_rate: float = Field(2e-4, gt=0.0, le=1.0, description="Peak learning rate.")
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="Share of steps warming up.")
     max_steps: int = Field(100, ge=1, le=1_000_000, description="Optimizer steps to train.")
-    batch_size: int = Field(8, ge=1, le=1024, description="Examples per device batch.")
+    batch_size: int = Field(
+        8,
+        ge=1,
+        le=1024,
+        description="Examples per batch, over all processes (each takes batch_size / "
+        "num_processes).",
+    )
     grad_accum: int = Field(1, ge=1, le=1024, description="Gradient accumulation steps.")
     max_seq_len: int = Field(512, ge=16, le=32_768, description="Truncate examples to this.")
     packing: bool = Field(True, description="Padding-free packed batches (else padded).")
@@ -128,6 +135,18 @@ class FinetuneConfig(FlowConfig):
         "llmops-assistant", description="DPO with dpo_reference=champion: whose champion."
     )
     experiment: str = Field("llmops-finetune", description="MLflow experiment of training runs.")
+    num_processes: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Training processes, one device each: more than 1 launches `accelerate "
+        "launch` (DDP) with the same global batch (docs/finetune.md, 'Multi-process training').",
+    )
+    accelerate_config: str = Field(
+        "infra/accelerate/ddp.yaml",
+        description="accelerate config of a multi-process run (infra/accelerate/fsdp.yaml "
+        "shards larger bases), relative to the project folder.",
+    )
     cost: CostSettings = Field(
         default_factory=CostSettings, description="Hourly rate per device kind, currency."
     )
@@ -171,8 +190,27 @@ class FinetuneConfig(FlowConfig):
         fingerprints are those of configs without them."""
         where = {"dataset": "", "experiment": "", "store": None}
         dpo = {"method", "dpo_beta", "dpo_reference"} if self.method == "sft" else set()
-        exclude = {"cost", "budget", "registered_model", *dpo}
+        # The processes split the same global batch: their number leaves the weights as they are.
+        launch = {"num_processes", "accelerate_config"}
+        exclude = {"cost", "budget", "registered_model", *dpo, *launch}
         return self.model_copy(update=where).fingerprint(exclude=exclude)
+
+    def launch(self) -> Launch | None:
+        """How a multi-process run is launched; None trains in this process."""
+        if self.num_processes == 1:
+            return None
+        return Launch(self.num_processes, self.accelerate_config)
+
+    @model_validator(mode="after")
+    def _batch_splits_over_processes(self) -> Self:
+        if self.batch_size % self.num_processes:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) is the global batch: it must be a multiple of "
+                f"num_processes ({self.num_processes})"
+            )
+        if self.num_processes > 1 and self.qlora:
+            raise ValueError("qlora with num_processes > 1 is not supported (one 4-bit process)")
+        return self
 
     @model_validator(mode="after")
     def _champion_reference_is_dpo(self) -> Self:

@@ -17,6 +17,7 @@ from llmops.datasets import read_split
 from llmops.home import home_path
 from llmops.model.adapters import adapter_sha256
 from llmops.model.cost import BudgetExceededError, ComputeCost, CostSettings, TrainingBudget
+from llmops.model.distributed import Launch, TrainingJob, train_lora_processes
 from llmops.model.loading import BaseModel, load_tokenizer, pick_device, resolve_base
 from llmops.model.registry import RegisteredAdapter, resolve_alias
 from llmops.model.run_store import (
@@ -178,12 +179,14 @@ def train_adapter(
     budget: TrainingBudget,
     seconds_per_step: float | None,
     preference: PreferenceSettings | None = None,
+    launch: Launch | None = None,
 ) -> dict[str, float]:
     """Encode the records and train the LoRA adapter (DPO on the pairs when `preference` is
-    given), resuming from the store's newest complete checkpoint and mirroring every new one
-    there; metrics (DPO: its rewards too) and the cost so far go to MLflow every `log_every`
-    steps. A run stopped by its budget is recorded as such (MLflow tag `cost.stopped_reason`,
-    status KILLED, a Prefect artifact) and raises BudgetExceededError."""
+    given; in `launch.num_processes` processes when given), resuming from the store's newest
+    complete checkpoint and mirroring every new one there; metrics (DPO: its rewards too) and
+    the cost so far go to MLflow every `log_every` steps. A run stopped by its budget is
+    recorded as such (MLflow tag `cost.stopped_reason`, status KILLED, a Prefect artifact) and
+    raises BudgetExceededError."""
     tokenizer = load_tokenizer(base)
     if preference is None:
         examples, _ = encode_examples(tokenizer, records["messages"], max_seq_len)
@@ -203,20 +206,38 @@ def train_adapter(
 
     resume_from = restore_checkpoint(run)
     mirror = CheckpointMirror(run)
-    meter = CostMeter(cost, budget, seconds_per_step, read_spent(run), record_spent)
+    spent_before = read_spent(run)
+    meter = CostMeter(cost, budget, seconds_per_step, spent_before, record_spent)
     try:
-        metrics = train_lora(
-            base,
-            tokenizer,
-            examples,
-            lora,
-            settings,
-            run.local_checkpoints,
-            run.local_adapter,
-            resume_from,
-            [ThroughputCallback(log_to_mlflow), mirror, meter],
-            preference=preference,
-        )
+        if launch is not None:
+            job = TrainingJob(
+                base=base,
+                examples=list(examples),
+                lora=lora,
+                settings=settings,
+                run=run,
+                resume_from=resume_from,
+                preference=preference,
+                cost=cost,
+                budget=budget,
+                seconds_per_step=seconds_per_step,
+                spent_before=spent_before,
+            )
+            # print: the flow logs prints, so the children's output lands in the run's log
+            metrics = train_lora_processes(job, launch, log_to_mlflow, record_spent, print)
+        else:
+            metrics = train_lora(
+                base,
+                tokenizer,
+                examples,
+                lora,
+                settings,
+                run.local_checkpoints,
+                run.local_adapter,
+                resume_from,
+                [ThroughputCallback(log_to_mlflow), mirror, meter],
+                preference=preference,
+            )
     except BudgetExceededError as stop:
         record_spent(stop.spent, stop.step)
         _record_budget_stop(run, mlflow_run_id, stop)

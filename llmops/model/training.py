@@ -439,7 +439,9 @@ def train_lora(
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     wall = time.perf_counter() - started
     # Only the trained adapter: DPO's frozen "ref" copy would otherwise be saved beside it.
-    model.save_pretrained(adapter_dir, selected_adapters=["default"])
+    # Under DDP every process holds the same adapter; one writes it (llmops/model/distributed.py).
+    if trainer.is_world_process_zero():
+        model.save_pretrained(adapter_dir, selected_adapters=["default"])
     tokens = trainer.state.num_input_tokens_seen - trainer._initial_num_input_tokens_seen
     return {
         "train_loss": float(output.training_loss),
