@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from llmops import store
 from llmops.config import FlowConfig, load_profile_data
 from llmops.data.dedup import MinHashSettings
+from llmops.data.shards import ShardSettings
 from llmops.model.cost import CostSettings, TrainingBudget
 from llmops.model.distributed import Launch
 from llmops.model.gate import GatePolicy
@@ -66,10 +67,33 @@ class PrepareConfig(FlowConfig):
     eda: bool = Field(
         True, description="Write an EDA report (HTML + PNG plots) into the dataset folder."
     )
+    shard_records: int = Field(
+        100_000,
+        ge=1,
+        description="Lines per shard of a JSONL source (other formats: a shard a file); "
+        "memory holds a shard, not the corpus.",
+    )
+    dask_address: str | None = Field(
+        None,
+        description="Run the shard tasks on Dask: a scheduler address (tcp://host:8786) or "
+        "'local' for a LocalCluster on this host (None: threads in this process).",
+    )
+    dask_workers: int = Field(2, ge=1, le=256, description="Workers of a 'local' Dask cluster.")
 
     def minhash(self) -> MinHashSettings:
         return MinHashSettings(
             self.near_duplicate_threshold, self.num_perm, self.shingle_size, self.shingle_unit
+        )
+
+    def shard_settings(self, scratch: str) -> ShardSettings:
+        """What each shard is prepared with; shards write to `scratch`."""
+        return ShardSettings(
+            self.storage_options,
+            self.pii_mode,
+            self.minhash(),
+            self.seed,
+            self.eval_fraction,
+            scratch,
         )
 
     def output_url(self) -> str:
@@ -80,6 +104,7 @@ class PrepareConfig(FlowConfig):
         """The settings that shape the data (not where it is read from or written to, nor
         whether it is explored)."""
         where = {"sources", "output", "storage_options", "store", "eda"}
+        where |= {"shard_records", "dask_address", "dask_workers"}  # same data, other hosts
         return json.dumps(self.model_dump(exclude=where), sort_keys=True)
 
 

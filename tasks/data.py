@@ -1,57 +1,37 @@
 """Prefect tasks of data preparation: each works on the whole batch (never one task a record)."""
 
-import json
+import functools
+import operator
 from collections import Counter
 from typing import Any
 
-import pandas as pd
+import numpy as np
 from prefect import task
 from prefect.artifacts import (
     create_link_artifact,
     create_markdown_artifact,
     create_table_artifact,
 )
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from llmops import store
-from llmops.data import eda, ingest
-from llmops.data.contracts import Contract, Deduplication, failing_rows
-from llmops.data.dedup import DedupKey, MinHashSettings
+from llmops.data import eda, ingest, shards
+from llmops.data.contracts import Contract, Deduplication
 from llmops.data.errors import DataContractError
-from llmops.data.prepare import (
-    as_records,
-    content_hash,
-    decontaminate,
-    deduplicate,
-    dumps_jsonl,
-    record_columns,
-    redact_records,
-    split_records,
-)
-from llmops.datasets import encode_split, read_dataset
+from llmops.data.prepare import dumps_jsonl
+from llmops.data.shards import Outcomes, Shard, ShardSettings, ShardSummary
+from llmops.datasets import read_dataset
 from llmops.outputs import DatasetRef
 from tasks.policy import STORE_RETRIES
+
+SPLITS = ("train", "eval")
 
 
 @task(**STORE_RETRIES)
 def list_source_files(sources: list[str], storage_options: dict[str, Any]) -> list[str]:
     """Every data file behind the sources (files, folders, globs, s3:// URLs), sorted."""
     return ingest.expand_sources(sources, storage_options)
-
-
-@task(**STORE_RETRIES)
-def load_records(
-    files: list[str], storage_options: dict[str, Any]
-) -> tuple[pd.DataFrame, list[dict], str]:
-    """Read and flatten all files; returns (records, rejected at ingest, hash of the raw bytes)."""
-    items, rejected = [], []
-    for url in files:
-        file_items, file_rejected = ingest.read_file(url, storage_options)
-        items += file_items
-        rejected += file_rejected
-    raw = [json.dumps(i["raw"], sort_keys=True, default=str) for i in items] + [
-        json.dumps(r) for r in rejected
-    ]
-    return ingest.flatten(items), rejected, content_hash(raw)
 
 
 @task(**STORE_RETRIES)
@@ -68,100 +48,168 @@ def load_prepared_dataset(output: str, dataset_id: str) -> DatasetRef | None:
     return read_dataset(folder) if store.exists(manifest_url) else None
 
 
-@task
-def validate_records(
-    records: pd.DataFrame, contract: Contract, ingest_rejected: list[dict]
-) -> tuple[pd.DataFrame, list[dict]]:
-    """Run the contract (GX) over all records; quarantine failing rows with the reason; fail the
-    run when the failed fraction exceeds the contract's tolerance."""
-    failures, summary = failing_rows(records, contract) if len(records) else ({}, {})
-    quarantined = [
-        {
-            "record_id": records.at[row, "record_id"],
-            "source": records.at[row, "source"],
-            "reason": "quarantined",
-            "detail": reason,
-        }
-        for row, reason in sorted(failures.items())
-    ] + [{**r, "reason": "quarantined", "detail": r["reason"]} for r in ingest_rejected]
-    total = len(records) + len(ingest_rejected)
-    reasons = Counter(q["detail"] for q in quarantined)
+@task(**STORE_RETRIES)
+def plan_shards(
+    files: list[str], storage_options: dict[str, Any], shard_records: int
+) -> tuple[list[Shard], str]:
+    """Cut the files into shards of at most `shard_records` lines; returns them and the hash of
+    the files' names and bytes."""
+    return shards.plan_shards(files, storage_options, shard_records)
+
+
+def shard_task_runner(address: str | None, workers: int) -> TaskRunner:
+    """Threads in this process by default; Dask at `address`, or a LocalCluster for "local"."""
+    if address is None:
+        return ThreadPoolTaskRunner()
+    from prefect_dask import DaskTaskRunner
+
+    if address == "local":
+        # One thread a worker: the shard work is pure Python, so processes are what scale.
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1})
+    return DaskTaskRunner(address=address)
+
+
+# Shard tasks pass scratch URIs and small summaries; hashing their inputs for a cache key
+# would only cost time, and a re-run of the same data is caught by the dataset id instead.
+@task(cache_policy=NO_CACHE, **STORE_RETRIES)
+def prepare_shard(shard: Shard, contract: Contract, settings: ShardSettings) -> ShardSummary:
+    """Read, validate (GX), redact and sign one shard; its records go to the scratch folder."""
+    return shards.prepare_shard(shard, contract, settings)
+
+
+@task(cache_policy=NO_CACHE)
+def check_contract(summaries: list[ShardSummary], contract: Contract) -> int:
+    """Sum the shards' contract results; fail the run when the failed fraction exceeds the
+    contract's tolerance; returns the number quarantined."""
+    reasons: Counter = Counter()
+    for kind in ("contract_failures", "ingest_failures"):  # the whole-batch order of reasons
+        for summary in summaries:
+            reasons.update(getattr(summary, kind))
+    expectations: Counter = Counter()
+    for summary in summaries:
+        expectations.update(summary.expectations)
+    quarantined = sum(reasons.values())
+    total = sum(s.items + s.ingest_rejected for s in summaries)
     lines = "\n".join(f"| {reason} | {n} |" for reason, n in reasons.most_common())
     create_markdown_artifact(
-        f"# Contract `{contract.name}`\n\n{total - len(quarantined)} of {total} records pass; "
-        f"{len(quarantined)} quarantined (tolerance {contract.max_failed_fraction:.0%}).\n\n"
-        f"| reason | records |\n|---|---|\n{lines}\n\nPer expectation: {summary}",
+        f"# Contract `{contract.name}`\n\n{total - quarantined} of {total} records pass; "
+        f"{quarantined} quarantined (tolerance {contract.max_failed_fraction:.0%}) over "
+        f"{len(summaries)} shards.\n\n| reason | records |\n|---|---|\n{lines}\n\n"
+        f"Per expectation: {dict(expectations)}",
         key="data-contract-validation",
         description="Data contract validation",
     )
-    if total and len(quarantined) / total > contract.max_failed_fraction:
+    if total and quarantined / total > contract.max_failed_fraction:
         top = "; ".join(f"{reason} ({n})" for reason, n in reasons.most_common(3))
         raise DataContractError(
-            f"{len(quarantined)}/{total} records ({len(quarantined) / total:.1%}) fail contract "
+            f"{quarantined}/{total} records ({quarantined / total:.1%}) fail contract "
             f"{contract.name}, above its tolerance {contract.max_failed_fraction:.0%}: {top}"
         )
-    accepted = records[~records["row"].isin(failures)]
-    return accepted, quarantined
+    return quarantined
 
 
-@task
-def redact_pii(records: pd.DataFrame, mode: str) -> tuple[pd.DataFrame, list[dict], dict[str, int]]:
-    """Redact (or drop, or keep) PII in every message; returns counts by PII type."""
-    kept, dropped, counts = redact_records(records, mode)
-    return kept, dropped, dict(counts)
+@task(cache_policy=NO_CACHE)
+def find_exact_duplicates(summaries: list[ShardSummary]) -> Outcomes:
+    """Records whose normalized key repeats an earlier record's, across all shards."""
+    return shards.exact_duplicates(summaries)
 
 
-@task
-def remove_duplicates(
-    records: pd.DataFrame, rules: Deduplication, settings: MinHashSettings
-) -> tuple[pd.DataFrame, list[dict], list[dict]]:
-    """Drop exact and MinHash near duplicates of the contract's key; list (or drop, as the
-    contract says) conflicting answers; returns (kept, rejected, conflicting answers)."""
-    kept, rejected, conflicts = deduplicate(records, rules, settings)
-    reasons = Counter(r["reason"] for r in rejected)
+@task(cache_policy=NO_CACHE)
+def bucket_band(
+    summaries: list[ShardSummary], column: str, excluded: list[Outcomes], cross: bool
+) -> np.ndarray:
+    """Candidate pairs of one band (column `band_k` or `dband_k`), leaving out the records
+    already rejected; train x eval pairs when `cross`."""
+    gone = np.concatenate([o.position for o in excluded])
+    is_eval = shards.read_signatures(summaries, ["is_eval"])["is_eval"] if cross else None
+    return shards.band_candidates(summaries, column, gone, is_eval)
+
+
+# A shard's candidate pairs confirmed exactly; the library function is the whole task.
+confirm_pairs = task(shards.confirm_candidates, name="confirm_pairs", cache_policy=NO_CACHE)
+
+
+@task(cache_policy=NO_CACHE)
+def resolve_near_duplicates(confirmed: list[np.ndarray]) -> Outcomes:
+    """Near duplicates in the global order: each names the first kept record it matches."""
+    return shards.near_duplicates(np.concatenate([c.reshape(-1, 2) for c in confirmed]))
+
+
+@task(cache_policy=NO_CACHE)
+def find_conflicting_answers(
+    summaries: list[ShardSummary], exact: Outcomes, near: Outcomes
+) -> Outcomes:
+    """Other answers to an already answered prompt: among the records left after exact and
+    near duplicates, plus the exact-key repeats with another answer."""
+    left = shards.conflicting_answers(summaries, np.concatenate([exact.position, near.position]))
+    return left + exact.where(exact.reason == shards.CONFLICT)
+
+
+@task(cache_policy=NO_CACHE)
+def find_contamination(confirmed: list[np.ndarray]) -> Outcomes:
+    """Train records whose decontamination key near-duplicates an eval record's."""
+    return shards.cross_matches(np.concatenate([c.reshape(-1, 2) for c in confirmed]))
+
+
+@task(cache_policy=NO_CACHE)
+def list_rejections(
+    summaries: list[ShardSummary],
+    deduplicated: list[Outcomes],
+    contaminated: Outcomes,
+    conflicts: Outcomes,
+    rules: Deduplication,
+) -> tuple[list[dict], list[dict]]:
+    """Every rejected row in the whole-batch order (quarantined, PII drops, duplicates,
+    contaminated) and the conflicting answers; publishes the deduplication summary."""
+    duplicates = shards.rejection_rows(summaries, functools.reduce(operator.add, deduplicated))
+    listed = shards.conflict_rows(summaries, conflicts)
+    seen = sum(s.kept for s in summaries)
+    reasons = Counter(r["reason"] for r in duplicates)
     create_markdown_artifact(
-        f"# Deduplication on the `{rules.key}` key\n\n{len(kept)} of {len(records)} records "
-        f"kept: {reasons['exact_duplicate']} exact and {reasons['near_duplicate']} near "
-        f"duplicates dropped; {len(conflicts)} conflicting answers (another answer to a prompt "
+        f"# Deduplication on the `{rules.key}` key\n\n{seen - len(duplicates)} of {seen} "
+        f"records kept: {reasons['exact_duplicate']} exact and {reasons['near_duplicate']} near "
+        f"duplicates dropped; {len(listed)} conflicting answers (another answer to a prompt "
         f"already answered), {reasons['conflicting_answer']} of them dropped "
         f"(`conflicting_answers: {rules.conflicting_answers}`). Decontamination keys on the "
         f"`{rules.decontamination_key}`.",
         key="data-deduplication",
         description="Deduplication and conflicting answers",
     )
-    if conflicts:
+    if listed:
         create_table_artifact(
-            conflicts[:200],
+            listed[:200],
             key="dataset-conflicting-answers",
             description="Conflicting answers to review (first 200)",
         )
-    return kept, rejected, conflicts
+    rejected = shards.quarantined_rows(summaries) + duplicates
+    return rejected + shards.rejection_rows(summaries, contaminated), listed
 
 
-@task
-def split_dataset(
-    records: pd.DataFrame, eval_fraction: float, seed: int, key: DedupKey, settings: MinHashSettings
-) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
-    """Seeded train/eval split, then drop train records whose `key` near-duplicates an eval
-    record's."""
-    train, eval_ = split_records(records, eval_fraction, seed)
-    train, contaminated = decontaminate(train, eval_, key, settings)
-    return train, eval_, contaminated
+@task(**STORE_RETRIES)
+def save_splits(
+    output: str, dataset_id: str, summaries: list[ShardSummary], rejected: list[Outcomes]
+) -> tuple[int, int]:
+    """Stream the surviving records of every shard into <output>/<dataset_id>/{train,eval}
+    .parquet; returns their sizes."""
+    gone = functools.reduce(operator.add, rejected)
+    train, eval_, _ = shards.write_splits(summaries, gone, store.join(output, dataset_id))
+    return train, eval_
 
 
-@task
+@task(cache_policy=NO_CACHE)
 def explore_dataset(
-    train: pd.DataFrame,
-    eval_: pd.DataFrame,
+    output: str,
+    dataset_id: str,
     rejected: list[dict],
-    screened: pd.DataFrame,
-    pii_dropped: list[dict],
+    summaries: list[ShardSummary],
     slices: tuple[str, ...],
     counts: dict[str, int],
 ) -> dict[str, bytes]:
-    """The EDA report's files (index.html, summary.html, PNG figures) by name, from the splits,
-    every rejection and the records the PII step screened."""
-    pii_found = eda.pii_sources(screened, pii_dropped)
+    """The EDA report's files (index.html, summary.html, PNG figures) by name, from the saved
+    splits, every rejection and the sources in which PII was found."""
+    folder = store.join(output, dataset_id)
+    train, eval_ = (shards.read_saved_split(store.join(folder, f"{n}.parquet")) for n in SPLITS)
+    pii_found = [source for s in summaries for source in s.pii_sources]
     return eda.render_report(eda.explore(train, eval_, rejected, pii_found, slices), counts)
 
 
@@ -178,20 +226,16 @@ def save_eda_report(output: str, dataset_id: str, files: dict[str, bytes]) -> st
 def save_dataset(
     output: str,
     dataset_id: str,
-    train: pd.DataFrame,
-    eval_: pd.DataFrame,
     rejected: list[dict],
     manifest: dict[str, Any],
+    scratch: str,
 ) -> DatasetRef:
-    """Write train/eval Parquet, rejected.jsonl and, last, manifest.json under
-    <output>/<dataset_id>/ (a folder without a manifest is never read as a dataset)."""
+    """Write rejected.jsonl and, last, manifest.json beside the saved splits (a folder without
+    a manifest is never read as a dataset); removes the shards' scratch folder."""
     folder = store.join(output, dataset_id)
-    columns = record_columns(pd.concat([train, eval_]))  # both splits get the same columns
-    for name, frame in (("train", train), ("eval", eval_)):
-        data = encode_split(as_records(frame, columns))
-        store.write_bytes(store.join(folder, f"{name}.parquet"), data)
     store.write_text(store.join(folder, "rejected.jsonl"), dumps_jsonl(rejected))
     store.write_json(store.join(folder, "manifest.json"), manifest)
+    store.remove(scratch)
     dataset = read_dataset(folder)
     _publish(dataset, rejected)
     return dataset

@@ -69,25 +69,66 @@ def read_file(url: str, storage_options: dict[str, Any]) -> tuple[list[dict], li
 def read_bytes(url: str, storage_options: dict[str, Any]) -> bytes:
     """The file's bytes; a one-line SourceUnreadableError when it cannot be read."""
     try:
-        fs, path = fsspec.core.url_to_fs(url, **storage_options)
-        # Opening a FIFO blocks until something writes to it, and a device may never end.
-        if fs.info(path)["type"] != "file":
-            raise SourceUnreadableError(
-                f"cannot read {url}: not a regular file (a FIFO, socket or device)"
-            )
-        with fs.open(path, "rb") as handle:
+        with open_regular_file(url, storage_options) as handle:
             return handle.read()
     except OSError as error:
         raise SourceUnreadableError(f"cannot read {url}: {error}") from error
+
+
+def open_regular_file(url: str, storage_options: dict[str, Any]):
+    """The file opened for binary reading; SourceUnreadableError when it is no regular file."""
+    fs, path = fsspec.core.url_to_fs(url, **storage_options)
+    # Opening a FIFO blocks until something writes to it, and a device may never end.
+    if fs.info(path)["type"] != "file":
+        raise SourceUnreadableError(
+            f"cannot read {url}: not a regular file (a FIFO, socket or device)"
+        )
+    return fs.open(path, "rb")
 
 
 def _reject(source: str, reason: str) -> dict:
     return {"record_id": source, "source": source, "reason": reason, "stage": "ingest"}
 
 
-def _read_jsonl(name: str, data: bytes) -> tuple[list[dict], list[dict]]:
+def quarantined_rows(records: pd.DataFrame, failures: dict[int, str]) -> list[dict]:
+    """Rejected rows of the records that fail the contract (`failures`: row -> reason)."""
+    return [
+        {
+            "record_id": records.at[row, "record_id"],
+            "source": records.at[row, "source"],
+            "reason": "quarantined",
+            "detail": reason,
+        }
+        for row, reason in sorted(failures.items())
+    ]
+
+
+def quarantined_at_ingest(rejected: list[dict]) -> list[dict]:
+    """Rejected rows of what held no record (the reader's reason becomes the detail)."""
+    return [{**r, "reason": "quarantined", "detail": r["reason"]} for r in rejected]
+
+
+def read_jsonl_lines(
+    url: str, start: int, end: int, first_line: int, storage_options: dict[str, Any]
+) -> tuple[list[dict], list[dict]]:
+    """Parse the whole lines in bytes [start, end) of a JSONL file, numbered from `first_line`
+    (a shard of a file too large to hold at once; see llmops.data.shards)."""
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **storage_options)
+        with fs.open(path, "rb") as handle:
+            handle.seek(start)
+            data = handle.read(end - start)
+    except OSError as error:
+        raise SourceUnreadableError(f"cannot read {url}: {error}") from error
+    return _read_jsonl(url.rsplit("/", 1)[-1], data, first_line)
+
+
+def _read_jsonl(name: str, data: bytes, first_line: int = 1) -> tuple[list[dict], list[dict]]:
     items, rejected = [], []
-    for number, line in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
+    if first_line == 1:  # a byte-order mark can only open the file
+        data = data.removeprefix(b"\xef\xbb\xbf")
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, start=first_line):
         line = line.rstrip(b"\r")
         if not line.strip():
             continue

@@ -126,13 +126,14 @@ def split_records(
     """Deterministic split by a seeded hash of each record's prompt: stable under re-runs and
     additions, and records that share a prompt (two answers to one question) fall on the same
     side, so keeping both never makes one of them contaminated."""
-
-    def bucket(messages: list[dict]) -> float:
-        digest = hashlib.sha256(f"{seed}:{normalized_prompt(messages)}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64
-
-    is_eval = frame["messages"].map(bucket) < eval_fraction
+    is_eval = frame["messages"].map(lambda messages: split_bucket(messages, seed)) < eval_fraction
     return frame[~is_eval], frame[is_eval]
+
+
+def split_bucket(messages: list[dict], seed: int) -> float:
+    """A record's place in [0, 1) for the split: a seeded hash of its normalized prompt."""
+    digest = hashlib.sha256(f"{seed}:{normalized_prompt(messages)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def decontaminate(
