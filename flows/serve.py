@@ -62,12 +62,17 @@ def publish_endpoint(config: ServeConfig, slot: ModelSlot, inference_log: str) -
     """A markdown artifact saying what is served where (no secrets in it)."""
     days = config.raw_text_retention_days
     raw_text = f"raw text kept {days} days under `raw/`" if days else "no raw text kept"
+    batching = (
+        f"continuous, up to {config.max_batch} requests decoding together"
+        if config.batching == "continuous"
+        else f"static, up to {config.max_batch} requests, {config.batch_window_ms} ms window"
+    )
     create_markdown_artifact(
         f"## Serving `{slot.model_name}` version {slot.version} (alias `{slot.alias}`)\n\n"
         f"- OpenAI base URL: `http://{config.host}:{config.port}/v1`\n"
         f"- API key required: {config.require_api_key}\n"
         f"- Inference log: `{inference_log}` (PII redacted; {raw_text})\n"
-        f"- Batching: up to {config.max_batch} requests, {config.batch_window_ms} ms window\n"
+        f"- Batching: {batching}\n"
         f"- Guardrails: {config.guardrails.policy} (threshold {config.guardrails.threshold}, "
         f"reference set {config.guardrails.reference_set})\n",
         key="serving-endpoint",
@@ -95,6 +100,7 @@ def run_server(
         max_tokens_limit=config.max_tokens_limit,
         default_max_tokens=config.default_max_tokens,
         max_prompt_tokens=config.max_prompt_tokens,
+        batching=config.batching,
         max_batch=config.max_batch,
         batch_window_ms=config.batch_window_ms,
         log_prompts=config.log_prompts,

@@ -492,12 +492,19 @@ class ServeConfig(InferenceLogConfig):
     max_tokens_limit: int = Field(512, ge=1, le=8192, description="Largest max_tokens accepted.")
     default_max_tokens: int = Field(128, ge=1, le=8192, description="max_tokens when not sent.")
     max_prompt_tokens: int = Field(1024, ge=16, le=32_768, description="Longest prompt accepted.")
-    max_batch: int = Field(16, ge=1, le=256, description="Most requests per generate call.")
+    batching: Literal["continuous", "static"] = Field(
+        "continuous",
+        description="continuous: requests join and leave the running batch between decoding "
+        "steps; static: a batch is taken and generated to its end (batch_window_ms applies).",
+    )
+    max_batch: int = Field(
+        16, ge=1, le=256, description="Most requests decoding together (per generate call)."
+    )
     batch_window_ms: float = Field(
         10.0,
         ge=0.0,
         le=1000.0,
-        description="How long a batch waits to fill after its first request.",
+        description="static batching: how long a batch waits to fill after its first request.",
     )
     refresh_seconds: float = Field(
         5.0, ge=0.0, le=3600.0, description="How often the alias is checked for a new version."

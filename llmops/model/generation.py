@@ -108,13 +108,26 @@ def decode_answer(tokenizer: PreTrainedTokenizerBase, token_ids: Sequence[int]) 
 
 
 @dataclass
-class _RowText:
-    """One streamed row: its tokens so far, the text already handed out, whether it ended."""
+class RowText:
+    """One streamed answer: its tokens so far, the text already handed out, whether it ended."""
 
     sink: TextSink
     tokens: list[int] = field(default_factory=list)
     sent: str = ""
     ended: bool = False
+
+    def add(self, tokenizer: PreTrainedTokenizerBase, token: int) -> None:
+        """Take the next generated token and send the text it completes (held back while the
+        decode ends in U+FFFD: a multi-byte character split over tokens)."""
+        self.tokens.append(token)
+        text = decode_answer(tokenizer, self.tokens)
+        if not text.endswith("\ufffd"):
+            self.send_new_text(text)
+
+    def finish(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        """The answer ended: send whatever was held back."""
+        self.ended = True
+        self.send_new_text(decode_answer(tokenizer, self.tokens))
 
     def send_new_text(self, text: str) -> None:
         # Only text that extends what was sent can go out; a decode that rewrote earlier
@@ -139,7 +152,7 @@ class BatchTextStreamer(BaseStreamer):
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, sinks: Sequence[TextSink | None]):
         self.tokenizer = tokenizer
-        self.rows = {i: _RowText(sink) for i, sink in enumerate(sinks) if sink is not None}
+        self.rows = {i: RowText(sink) for i, sink in enumerate(sinks) if sink is not None}
         self.prompt_pending = True
 
     def put(self, value: torch.Tensor) -> None:
@@ -152,19 +165,12 @@ class BatchTextStreamer(BaseStreamer):
             if row.ended:
                 continue
             if step[index] == self.tokenizer.eos_token_id:
-                self._finish(row)
-                continue
-            row.tokens.append(step[index])
-            text = decode_answer(self.tokenizer, row.tokens)
-            if not text.endswith("\ufffd"):
-                row.send_new_text(text)
+                row.finish(self.tokenizer)
+            else:
+                row.add(self.tokenizer, step[index])
 
     def end(self) -> None:
         """Flush the rows that ran into max_new_tokens."""
         for row in self.rows.values():
             if not row.ended:
-                self._finish(row)
-
-    def _finish(self, row: _RowText) -> None:
-        row.ended = True
-        row.send_new_text(decode_answer(self.tokenizer, row.tokens))
+                row.finish(self.tokenizer)

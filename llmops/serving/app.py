@@ -43,6 +43,7 @@ from llmops.governance.keys import KeyStore
 from llmops.governance.quotas import QuotaExceededError, Quotas, token_bound
 from llmops.serving.access import AccessDeniedError, Caller, KeyRing
 from llmops.serving.batching import (
+    ContinuousBatcher,
     DynamicBatcher,
     GenerationRequest,
     GenerationResult,
@@ -73,6 +74,7 @@ class ServerSettings:
     guardrail: Guardrail | None = None  # screens prompts before generation; None: off
     keys_refresh_seconds: float = 5.0
     api_key_name: str = "LLMOPS_API_KEY"  # the name the single key goes by in logs and the audit
+    batching: Literal["continuous", "static"] = "continuous"  # see ServeConfig.batching
 
 
 def _well_formed(text: str) -> str:
@@ -216,7 +218,7 @@ class _Metrics:
         )
         self.batch = Histogram(
             "llmops_batch_size",
-            "Requests per generate batch",
+            "Requests per generate batch (static) or per decoding step (continuous)",
             registry=self.registry,
             buckets=(1, 2, 4, 8, 16, 32, 64),
         )
@@ -251,13 +253,23 @@ def create_app(
     metrics = _Metrics()
     keyring = KeyRing(settings.key_store, settings.api_key, settings.api_key_name)
     quotas = Quotas()
-    batcher = DynamicBatcher(
-        slot,
-        store,
-        settings.max_batch,
-        settings.batch_window_ms,
-        settings.max_prompt_tokens,
-        on_batch=metrics.batch.observe,
+    batcher: ContinuousBatcher | DynamicBatcher = (
+        ContinuousBatcher(
+            slot,
+            store,
+            settings.max_batch,
+            settings.max_prompt_tokens,
+            on_batch=metrics.batch.observe,
+        )
+        if settings.batching == "continuous"
+        else DynamicBatcher(
+            slot,
+            store,
+            settings.max_batch,
+            settings.batch_window_ms,
+            settings.max_prompt_tokens,
+            on_batch=metrics.batch.observe,
+        )
     )
 
     @asynccontextmanager

@@ -1,10 +1,16 @@
-"""Dynamic batching: concurrent requests share one `generate` call, off the event loop.
+"""Batching: concurrent requests share the model, off the event loop, on one generation thread.
 
-A worker coroutine waits for the first queued request, then gathers more for at most
-`window_ms` (or until `max_batch`), and runs the batch on a single generation thread. Requests
-with different (max_tokens, temperature) go into separate generate calls of the same round.
-While a batch runs, new requests queue up and form the next batch. Streamed and non-streamed
-requests share batches: a streamed one gets its pieces through `on_text` as tokens come out.
+Two batchers, chosen by ServeConfig.batching:
+- `ContinuousBatcher` (the default): requests join the running batch between decoding steps and
+  leave it the step they finish (llmops/serving/decoding.py), so a short answer never waits for
+  a long one and a new request starts within one step.
+- `DynamicBatcher` ("static"): a batch is taken and `generate` runs it to its end.
+
+The static one waits for the first queued request, then gathers more for at most `window_ms`
+(or until `max_batch`), and runs the batch. Requests with different (max_tokens, temperature)
+go into separate generate calls of the same round. While a batch runs, new requests queue up
+and form the next batch. In both, streamed and non-streamed requests share batches: a streamed
+one gets its pieces through `on_text` as tokens come out.
 
 Written by hand because the serving libraries that batch (vLLM, TGI, Ray Serve) are whole
 servers with their own model loading, not a component we can put behind our FastAPI app.
@@ -23,8 +29,9 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from llmops.model.generation import TextSink
-from llmops.serving.champion import CHAMPION, ModelSlot
+from llmops.model.generation import RowText, TextSink
+from llmops.serving.champion import CHAMPION, LoadedModel, ModelSlot
+from llmops.serving.decoding import Row, RunningBatch
 from llmops.serving.store import InferenceStore, utc_now
 
 log = logging.getLogger(__name__)
@@ -83,25 +90,23 @@ class GenerationResult:
     variant: str = CHAMPION
 
 
-class DynamicBatcher:
-    """Queue requests, answer them in batches on one thread, log every answered request."""
+class _Batcher:
+    """What both batchers share: the queue, the one generation thread, the prompt checks."""
 
     def __init__(
         self,
         slot: ModelSlot,
         store: InferenceStore,
         max_batch: int,
-        window_ms: float,
         max_prompt_tokens: int,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.slot, self.store, self.on_batch = slot, store, on_batch
-        self.max_batch, self.window_s = max_batch, window_ms / 1000
-        self.max_prompt_tokens = max_prompt_tokens
-        # One thread: torch already uses every core per call, and the slot must not swap mid-batch.
+        self.max_batch, self.max_prompt_tokens = max_batch, max_prompt_tokens
+        # One thread: torch already uses every core per call, and the slot must not swap mid-step.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
-        # Shadow copies (priority 1) are served only when no live request (0) waits, in batches
-        # of their own, so a live request waits behind at most one shadow batch.
+        # Shadow copies (priority 1) are served only when no live request (0) waits, so a live
+        # request never queues behind a copy.
         self.queue: asyncio.PriorityQueue[tuple[int, int, _Queued]] = asyncio.PriorityQueue()
         self.arrivals = itertools.count()
 
@@ -112,8 +117,59 @@ class DynamicBatcher:
         return await future
 
     async def call(self, fn: Any, *args: Any) -> Any:
-        """Run `fn` on the generation thread (e.g. a model refresh), in order with batches."""
+        """Run `fn` on the generation thread (e.g. a model refresh), in order with the model's
+        work (between two batches, or two decoding steps)."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def _refresh(self) -> None:
+        try:
+            self.slot.refresh()
+        except Exception:  # a broken new version must not take the server down
+            log.exception("hot swap failed; still serving version %s", self.slot.version)
+
+    def _admit(self, request: GenerationRequest) -> str:
+        """The prompt text to answer `request` with, on the variant that still serves it;
+        PromptRejectedError (or ReleaseEndedError for a shadow copy) when it cannot be served."""
+        if not self.slot.serves(request.variant):  # the release ended since it was routed
+            if request.shadow:
+                raise ReleaseEndedError("the release ended; shadow copy dropped")
+            request.variant = CHAMPION
+        return self._render(request)
+
+    def _render(self, request: GenerationRequest) -> str:
+        """The prompt text the model continues; PromptRejectedError when it cannot be served."""
+        if isinstance(request.prompt, str):
+            prompt = request.prompt
+        else:
+            try:
+                prompt = self.slot.render_chat(request.prompt, request.variant)
+            except TemplateError as error:  # templates raise on conversations they refuse
+                raise PromptRejectedError(f"messages: {error}") from error
+        n_tokens = self.slot.count_tokens(prompt, request.variant)
+        if n_tokens == 0:
+            raise PromptRejectedError("prompt: empty; send at least one token of text")
+        if n_tokens > self.max_prompt_tokens:
+            raise PromptTooLongError(
+                f"prompt has {n_tokens} tokens; this server accepts at most "
+                f"{self.max_prompt_tokens}"
+            )
+        return prompt
+
+
+class DynamicBatcher(_Batcher):
+    """Queue requests, answer them in batches that run to their end, log every answered one."""
+
+    def __init__(
+        self,
+        slot: ModelSlot,
+        store: InferenceStore,
+        max_batch: int,
+        window_ms: float,
+        max_prompt_tokens: int,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__(slot, store, max_batch, max_prompt_tokens, on_batch)
+        self.window_s = window_ms / 1000
 
     async def run(self) -> None:
         """Serve batches until cancelled."""
@@ -155,21 +211,13 @@ class DynamicBatcher:
     def _answer(self, requests: list[GenerationRequest]) -> list[GenerationResult | Exception]:
         """On the generation thread: refresh the model, generate per group, log the batch."""
         outcomes: dict[int, GenerationResult | Exception] = {}
-        try:
-            self.slot.refresh()
-        except Exception:  # a broken new version must not take the server down
-            log.exception("hot swap failed; still serving version %s", self.slot.version)
+        self._refresh()
         groups: dict[tuple[str, int, float], list[tuple[int, str]]] = defaultdict(list)
         for index, request in enumerate(requests):
-            if not self.slot.serves(request.variant):  # the release ended since it was routed
-                if request.shadow:
-                    outcomes[index] = ReleaseEndedError("the release ended; shadow copy dropped")
-                    continue
-                request.variant = CHAMPION
             # Checked one by one: a bad prompt must fail alone, not the generate call it would join.
             try:
-                prompt = self._render(request)
-            except PromptRejectedError as error:
+                prompt = self._admit(request)
+            except (PromptRejectedError, ReleaseEndedError) as error:
                 outcomes[index] = error
                 continue
             groups[(request.variant, request.max_tokens, request.temperature)].append(
@@ -211,24 +259,142 @@ class DynamicBatcher:
         self.store.append_requests(answered + [_error_row(r, v) for r, v in failed])
         return [outcomes[i] for i in range(len(requests))]
 
-    def _render(self, request: GenerationRequest) -> str:
-        """The prompt text the model continues; PromptRejectedError when it cannot be served."""
-        if isinstance(request.prompt, str):
-            prompt = request.prompt
-        else:
+
+class ContinuousBatcher(_Batcher):
+    """Queue requests; each round on the generation thread admits the waiting ones into the
+    running batch (up to max_batch rows), decodes one token for every row and answers the rows
+    that finished, logging them. One running batch per loaded model: a hot swap sends new
+    requests to the new version while rows in flight finish on the one they started on, and a
+    release's challenger decodes in its own batch, step for step beside the champion's."""
+
+    def __init__(
+        self,
+        slot: ModelSlot,
+        store: InferenceStore,
+        max_batch: int,
+        max_prompt_tokens: int,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__(slot, store, max_batch, max_prompt_tokens, on_batch)
+        # Keyed by the LoadedModel's id; touched only on the generation thread.
+        self.batches: dict[int, tuple[LoadedModel, RunningBatch]] = {}
+
+    @property
+    def rows(self) -> int:
+        return sum(len(batch) for _, batch in self.batches.values())
+
+    async def run(self) -> None:
+        """Serve rounds until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            waiting: list[_Queued] = []
+            if not self.rows:  # idle: sleep until a request comes
+                waiting.append((await self.queue.get())[2])
+            while self.rows + len(waiting) < self.max_batch and not self.queue.empty():
+                waiting.append(self.queue.get_nowait()[2])
             try:
-                prompt = self.slot.render_chat(request.prompt, request.variant)
-            except TemplateError as error:  # templates raise on conversations they refuse
-                raise PromptRejectedError(f"messages: {error}") from error
-        n_tokens = self.slot.count_tokens(prompt, request.variant)
-        if n_tokens == 0:
-            raise PromptRejectedError("prompt: empty; send at least one token of text")
-        if n_tokens > self.max_prompt_tokens:
-            raise PromptTooLongError(
-                f"prompt has {n_tokens} tokens; this server accepts at most "
-                f"{self.max_prompt_tokens}"
+                settled = await loop.run_in_executor(self.executor, self._advance, waiting)
+            except Exception:  # a bug in a round must not stop the server: fail what it held
+                log.exception("decoding round failed")
+                settled = [(f, RuntimeError("decoding failed")) for _, f in waiting]
+            for future, outcome in settled:
+                if future.cancelled():
+                    continue
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+    def _advance(self, waiting: list[_Queued]) -> list[tuple[asyncio.Future, Any]]:
+        """On the generation thread: admit `waiting`, decode one step, settle finished rows."""
+        settled: list[tuple[asyncio.Future, Any]] = []
+        for _, batch in self.batches.values():  # callers that went away free their row now
+            batch.evict([row for row in batch.rows if row.owner.future.cancelled()])
+        if waiting:
+            self._refresh()  # before admitting, so new requests go to the current version
+        joining: dict[int, list[Row]] = defaultdict(list)
+        for request, future in waiting:
+            if future.cancelled():
+                continue
+            try:
+                prompt = self._admit(request)
+            except (PromptRejectedError, ReleaseEndedError) as error:
+                settled.append((future, error))  # fails alone: nothing of it reached the model
+                continue
+            loaded = self.slot.variant(request.variant)
+            self.batches.setdefault(
+                id(loaded), (loaded, RunningBatch(loaded.model, loaded.tokenizer))
             )
-        return prompt
+            ids = loaded.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            stream = RowText(request.on_text) if request.on_text is not None else None
+            owner = _InFlight(request, future, loaded)
+            joining[id(loaded)].append(
+                Row(owner, ids, request.max_tokens, request.temperature, stream)
+            )
+        finished: list[Row] = []
+        failed: list[tuple[Row, Exception]] = []
+        stepped = 0
+        for key, (loaded, batch) in list(self.batches.items()):
+            if loaded.adapter is not None:
+                loaded.model.set_adapter(loaded.adapter)  # on the one generation thread: no race
+            try:
+                if key in joining:
+                    finished += batch.join(joining[key])
+                stepped += len(batch)
+                if len(batch):
+                    finished += batch.step()
+            except Exception as error:  # a failed forward leaves the cache unknown: fail its rows
+                log.exception("decoding step on version %s failed", loaded.version)
+                rows = batch.rows + [r for r in joining.get(key, []) if r not in batch.rows]
+                failed += [(row, error) for row in rows]
+                del self.batches[key]
+                continue
+            if not len(batch):  # also lets a swapped-out model go once its last row is done
+                del self.batches[key]
+        if self.on_batch is not None and stepped:
+            self.on_batch(stepped)
+        return settled + self._settle(finished, failed)
+
+    def _settle(
+        self, finished: list[Row], failed: list[tuple[Row, Exception]]
+    ) -> list[tuple[asyncio.Future, Any]]:
+        """Results of the finished rows and errors of the failed ones, all logged (failed
+        generations too: a release is judged on its variant's error rate)."""
+        done = time.perf_counter()
+        outcomes: list[tuple[asyncio.Future, Any]] = []
+        rows: list[dict[str, Any]] = []
+        for row in finished:
+            request, loaded = row.owner.request, row.owner.loaded
+            result = GenerationResult(
+                request.request_id,
+                loaded.version,
+                row.text(loaded.tokenizer),
+                len(row.prompt_ids),
+                len(row.tokens),
+                (done - request.received) * 1000,
+                request.variant,
+            )
+            outcomes.append((row.owner.future, result))
+            rows.append(_log_row(request, result))
+        for row, error in failed:
+            outcomes.append((row.owner.future, error))
+            rows.append(_error_row(row.owner.request, row.owner.loaded.version))
+        if rows:
+            try:
+                self.store.append_requests(rows)
+            except Exception as log_error:  # e.g. an unwritable log: fail these, not the server
+                log.exception("logging %d requests failed", len(rows))
+                return [(future, log_error) for future, _ in outcomes]
+        return outcomes
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    """Who a running row answers, and on which loaded model it started."""
+
+    request: GenerationRequest
+    future: "asyncio.Future[GenerationResult]"
+    loaded: LoadedModel
 
 
 def _log_row(request: GenerationRequest, result: GenerationResult) -> dict[str, Any]:

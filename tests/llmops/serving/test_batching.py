@@ -1,18 +1,22 @@
-"""The dynamic batcher and hot-swap slot on the real tiny model (loaded directly, no registry)."""
+"""The static and continuous batchers and the hot-swap slot on the real tiny model (loaded
+directly, no registry)."""
 
 import asyncio
 from pathlib import Path
 
 import pytest
+import torch
 from serving_support import talking_tiny_model
 
 from llmops.serving.batching import (
+    ContinuousBatcher,
     DynamicBatcher,
     GenerationRequest,
     PromptRejectedError,
     PromptTooLongError,
 )
 from llmops.serving.champion import LoadedModel, ModelSlot
+from llmops.serving.decoding import Row, RunningBatch
 from llmops.serving.store import InferenceStore
 
 
@@ -107,25 +111,6 @@ def test_streamed_request_gets_pieces_on_the_loop_while_sharing_a_batch(
     assert plain_result.text == _alone(slot, "Hi", 12)  # the non-streamed row is unaffected
 
 
-def test_too_long_prompt_fails_alone(versions: Versions, tmp_path: Path) -> None:
-    batcher = DynamicBatcher(_slot(versions), InferenceStore(str(tmp_path)), 8, 50, 32)
-    results = asyncio.run(_serve(batcher, [_ask("short"), _ask("word " * 100)]))
-    assert results[0].completion_tokens >= 1
-    assert isinstance(results[1], PromptTooLongError)
-    assert "at most 32" in str(results[1])
-
-
-def test_empty_prompt_fails_alone_instead_of_its_whole_batch(
-    versions: Versions, tmp_path: Path
-) -> None:
-    batcher = DynamicBatcher(_slot(versions), InferenceStore(str(tmp_path)), 8, 50, 32)
-    empty = GenerationRequest("", 6, 0.0, "completions")
-    results = asyncio.run(_serve(batcher, [_ask("short"), empty, _ask("other")]))
-    assert isinstance(results[1], PromptRejectedError) and results[1].status == 422
-    assert "empty" in str(results[1])
-    assert results[0].completion_tokens >= 1 and results[2].completion_tokens >= 1
-
-
 def test_a_batch_that_cannot_be_logged_fails_but_the_batcher_goes_on(
     versions: Versions, tmp_path: Path
 ) -> None:
@@ -168,3 +153,97 @@ def test_slot_swaps_when_the_alias_moves(versions: Versions) -> None:
     versions.current = "3"
     assert not lazy.refresh() and lazy.version == "2"  # not checked again before the interval
     assert lazy.refresh(force=True) and lazy.version == "3"
+
+
+def test_continuous_short_request_joins_a_running_long_one_and_leaves_first(
+    versions: Versions, tmp_path: Path
+) -> None:
+    slot = _slot(versions, refresh_seconds=3600)
+    steps: list[int] = []
+    batcher = ContinuousBatcher(slot, InferenceStore(str(tmp_path)), 8, 256, steps.append)
+    long, short = _ask("How do I export?", 20), _ask("Hi", 3)
+    finished: list[str] = []
+
+    async def scenario() -> list:
+        loop = asyncio.get_running_loop()
+        started = asyncio.Event()
+        long.on_text = lambda _: loop.call_soon_threadsafe(started.set)
+        worker = asyncio.create_task(batcher.run())
+
+        async def answer(request: GenerationRequest) -> object:
+            result = await batcher.submit(request)
+            finished.append(result.request_id)
+            return result
+
+        try:
+            running = asyncio.create_task(answer(long))
+            await started.wait()  # the long answer is decoding: the short one arrives mid-flight
+            return [await answer(short), await running]
+        finally:
+            worker.cancel()
+
+    short_result, long_result = asyncio.run(scenario())
+    assert finished == [short.request_id, long.request_id]
+    assert (short_result.completion_tokens, long_result.completion_tokens) == (3, 20)
+    assert 2 in steps and steps[0] == 1  # alone at first, then both rows in one decoding step
+    assert sum(steps) == 20 - 1 + 3 - 1  # one step per token after each row's prefill token
+    # Joining mid-flight (left-padded KV caches stacked) changes no greedy answer.
+    assert long_result.text == _alone(slot, "How do I export?", 20)
+    assert short_result.text == _alone(slot, "Hi", 3)
+    assert [r.text for r in [short_result, long_result]] != ["", ""]
+
+
+def _last_layer_keys(texts: list[str], versions: Versions, steps: int) -> torch.Tensor:
+    """The last layer's cached keys [heads, time, dim] of one row decoded alone."""
+    batch = RunningBatch(versions.model, versions.tokenizer)
+    batch.join([Row(0, versions.tokenizer(texts[0])["input_ids"], 32, 0.0)])
+    for _ in range(steps):
+        batch.step()
+    return batch.cache.layers[-1].keys[0]
+
+
+def test_continuous_joined_rows_compute_what_they_compute_alone_and_leave_no_padding(
+    versions: Versions,
+) -> None:
+    tokenizer = versions.tokenizer
+    long_ids, short_ids = (tokenizer(t)["input_ids"] for t in ["a b c d e f g h", "hi"])
+    batch = RunningBatch(versions.model, tokenizer)
+    long, short = Row("long", long_ids, 32, 0.0), Row("short", short_ids, 3, 0.0)
+    batch.join([long])
+    batch.step()
+    batch.step()
+    assert batch.join([short]) == []  # arrives mid-flight, left-padded to the long row
+    assert batch.mask.shape == (2, len(long_ids) + 2)
+    assert batch.mask[1].tolist() == [0] * (len(long_ids) + 2 - len(short_ids)) + [1] * len(
+        short_ids
+    )
+    assert batch.step() == []
+    # Deepest layer: its keys come through every attention below, so attending to the padding
+    # or a wrong position would show. Each row's real columns equal its own decoding alone.
+    keys = batch.cache.layers[-1].keys
+    assert torch.allclose(keys[0], _last_layer_keys(["a b c d e f g h"], versions, 3), atol=1e-5)
+    alone = _last_layer_keys(["hi"], versions, 1)
+    assert torch.allclose(keys[1, :, -alone.shape[1] :], alone, atol=1e-5)
+    assert batch.step() == [short]  # its 3rd token: it leaves that step, the long one goes on
+    # The short row's padding columns left with it: the cache holds the long row exactly.
+    assert batch.mask.shape == (1, len(long_ids) + 4) and bool(batch.mask.all())
+    assert batch.cache.layers[0].keys.shape[:3] == (1, keys.shape[1], len(long_ids) + 4)
+    assert len(short.tokens) == 3 and len(long.tokens) == 5
+
+
+@pytest.mark.parametrize("batching", ["static", "continuous"])
+def test_both_batchers_fail_a_bad_prompt_alone(
+    versions: Versions, tmp_path: Path, batching: str
+) -> None:
+    store = InferenceStore(str(tmp_path))
+    batcher = (
+        ContinuousBatcher(_slot(versions), store, 8, 32)
+        if batching == "continuous"
+        else DynamicBatcher(_slot(versions), store, 8, 50, 32)
+    )
+    empty = GenerationRequest("", 6, 0.0, "completions")
+    results = asyncio.run(_serve(batcher, [_ask("short"), empty, _ask("word " * 100)]))
+    assert results[0].completion_tokens >= 1
+    assert isinstance(results[1], PromptRejectedError) and "empty" in str(results[1])
+    assert isinstance(results[2], PromptTooLongError) and "at most 32" in str(results[2])
+    assert list(store.read_requests()["request_id"]) == [results[0].request_id]
