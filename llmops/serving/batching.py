@@ -294,11 +294,14 @@ class ContinuousBatcher(_Batcher):
                 waiting.append(self.queue.get_nowait()[2])
             try:
                 settled = await loop.run_in_executor(self.executor, self._advance, waiting)
-            except Exception:  # a bug in a round must not stop the server: fail what it held
+            except Exception as error:  # a bug in a round must not stop the server
                 log.exception("decoding round failed")
-                settled = [(f, RuntimeError("decoding failed")) for _, f in waiting]
+                # The executor is idle again, so the batches can be dropped from here.
+                held = [row.owner.future for _, b in self.batches.values() for row in b.rows]
+                self.batches.clear()
+                settled = [(f, error) for f in held + [f for _, f in waiting]]
             for future, outcome in settled:
-                if future.cancelled():
+                if future.done():  # cancelled by its caller, or failed with its round
                     continue
                 if isinstance(outcome, Exception):
                     future.set_exception(outcome)

@@ -55,6 +55,15 @@ def _alone(slot: ModelSlot, text: str, max_tokens: int = 6) -> str:
     return slot.generate([prompt], max_tokens, 0.0)[0][0]
 
 
+def _batcher(
+    batching: str, slot: ModelSlot, store: InferenceStore, max_prompt_tokens: int
+) -> ContinuousBatcher | DynamicBatcher:
+    """A batcher of either kind, 8 rows at most (static: a 5 ms window)."""
+    if batching == "continuous":
+        return ContinuousBatcher(slot, store, 8, max_prompt_tokens)
+    return DynamicBatcher(slot, store, 8, 5, max_prompt_tokens)
+
+
 async def _serve(batcher: DynamicBatcher, requests: list[GenerationRequest]) -> list:
     worker = asyncio.create_task(batcher.run())
     try:
@@ -111,12 +120,13 @@ def test_streamed_request_gets_pieces_on_the_loop_while_sharing_a_batch(
     assert plain_result.text == _alone(slot, "Hi", 12)  # the non-streamed row is unaffected
 
 
+@pytest.mark.parametrize("batching", ["static", "continuous"])
 def test_a_batch_that_cannot_be_logged_fails_but_the_batcher_goes_on(
-    versions: Versions, tmp_path: Path
+    versions: Versions, tmp_path: Path, batching: str
 ) -> None:
     in_the_way = tmp_path / "a-file"
     in_the_way.write_text("the log folder cannot be made under a file")
-    batcher = DynamicBatcher(_slot(versions), InferenceStore(str(in_the_way)), 8, 5, 256)
+    batcher = _batcher(batching, _slot(versions), InferenceStore(str(in_the_way)), 256)
 
     async def two_batches() -> list:
         worker = asyncio.create_task(batcher.run())
@@ -236,11 +246,7 @@ def test_both_batchers_fail_a_bad_prompt_alone(
     versions: Versions, tmp_path: Path, batching: str
 ) -> None:
     store = InferenceStore(str(tmp_path))
-    batcher = (
-        ContinuousBatcher(_slot(versions), store, 8, 32)
-        if batching == "continuous"
-        else DynamicBatcher(_slot(versions), store, 8, 50, 32)
-    )
+    batcher = _batcher(batching, _slot(versions), store, 32)
     empty = GenerationRequest("", 6, 0.0, "completions")
     results = asyncio.run(_serve(batcher, [_ask("short"), empty, _ask("word " * 100)]))
     assert results[0].completion_tokens >= 1
