@@ -53,7 +53,7 @@ def prepare(config: PrepareConfig) -> DatasetRef:
     if existing:
         print(f"dataset {dataset_id} already prepared: {existing.uri}")
         return existing
-    runner = shard_task_runner(config.dask_address, config.dask_workers)
+    runner = shard_task_runner(config.dask_address, config.workers)
     return prepare_shards.with_options(task_runner=runner)(config, files, shards, dataset_id)
 
 

@@ -78,7 +78,13 @@ class PrepareConfig(FlowConfig):
         description="Run the shard tasks on Dask: a scheduler address (tcp://host:8786) or "
         "'local' for a LocalCluster on this host (None: threads in this process).",
     )
-    dask_workers: int = Field(2, ge=1, le=256, description="Workers of a 'local' Dask cluster.")
+    workers: int = Field(
+        2,
+        ge=1,
+        le=256,
+        description="Shard tasks at once: threads in this process, or the processes of a "
+        "'local' Dask cluster (memory holds about this many shards).",
+    )
 
     def minhash(self) -> MinHashSettings:
         return MinHashSettings(
@@ -104,7 +110,7 @@ class PrepareConfig(FlowConfig):
         """The settings that shape the data (not where it is read from or written to, nor
         whether it is explored)."""
         where = {"sources", "output", "storage_options", "store", "eda"}
-        where |= {"shard_records", "dask_address", "dask_workers"}  # same data, other hosts
+        where |= {"shard_records", "dask_address", "workers"}  # same data, other hosts
         return json.dumps(self.model_dump(exclude=where), sort_keys=True)
 
 

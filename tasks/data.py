@@ -58,9 +58,10 @@ def plan_shards(
 
 
 def shard_task_runner(address: str | None, workers: int) -> TaskRunner:
-    """Threads in this process by default; Dask at `address`, or a LocalCluster for "local"."""
+    """`workers` threads in this process by default; Dask at `address`, or a LocalCluster of
+    `workers` processes for "local"."""
     if address is None:
-        return ThreadPoolTaskRunner()
+        return ThreadPoolTaskRunner(max_workers=workers)
     from prefect_dask import DaskTaskRunner
 
     if address == "local":

@@ -4,9 +4,11 @@ data cut into several shards: exact and near duplicates across shards and files,
 cluster of 3, conflicting answers, contract failures and PII."""
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from flows.prepare import prepare
@@ -95,7 +97,22 @@ def contract_dropping_conflicts(tmp_path: Path) -> str:
     return str(path)
 
 
-def test_dask_and_single_process_give_the_same_dataset(tmp_path: Path, prefect_harness: None):
+@pytest.fixture
+def dask_scheduler() -> Iterator[str]:
+    """A LocalCluster with 2 workers, reached by its TCP address as a remote one would be. Its
+    workers are threads of this process: worker processes would import Prefect and Great
+    Expectations again, about a minute on 2 busy cores (`dask_address: local` does that)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=None
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
+def test_dask_and_single_process_give_the_same_dataset(
+    tmp_path: Path, prefect_harness: None, dask_scheduler: str
+):
     sources = planted(tmp_path)
     config = PrepareConfig.from_profile(
         "tiny",
@@ -106,7 +123,7 @@ def test_dask_and_single_process_give_the_same_dataset(tmp_path: Path, prefect_h
     )
     alone = prepare(config.model_copy(update={"output": str(tmp_path / "alone")}))
     on_dask = prepare(
-        config.model_copy(update={"output": str(tmp_path / "dask"), "dask_address": "local"})
+        config.model_copy(update={"output": str(tmp_path / "dask"), "dask_address": dask_scheduler})
     )
     assert outcome(on_dask) == outcome(alone)
     assert on_dask.dataset_id == alone.dataset_id
