@@ -26,6 +26,13 @@ def prepare_command(
         ),
     ] = None,
     contract: Annotated[Path | None, typer.Option(help="Data contract YAML.")] = None,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the shard tasks on Dask: a scheduler address (tcp://host:8786) or "
+            "'local' for a cluster on this host (default: threads in this process)."
+        ),
+    ] = None,
     profile: Profile = "cpu",
 ) -> None:
     """Ingest, validate against the data contract, redact PII, deduplicate, split and version.
@@ -42,6 +49,7 @@ def prepare_command(
         sources=sources or None,
         output=output,
         contract=str(contract) if contract else None,
+        dask_address=dask_address,
     )
     dataset = run_flow(prepare, config)
     typer.echo(f"dataset {dataset.dataset_id} -> {dataset.uri}")
