@@ -267,6 +267,10 @@ def render(profile: str | None = None) -> str:
         }
         if "concurrency_limit" in spec:
             entry["concurrency_limit"] = spec["concurrency_limit"]
+        if spec["file"] == "finetune":
+            # GPUs the job asks for (infra/kubernetes/gpu-job-template.yaml): one per process.
+            processes = entry["parameters"]["config"].get("num_processes", 1)
+            entry["work_pool"]["job_variables"] = {"num_processes": processes}
         if "schedules" in spec:
             active = SCHEDULES_ACTIVE.get(chosen, False)
             entry["schedules"] = schedules(spec, chosen, active)

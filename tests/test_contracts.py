@@ -11,6 +11,7 @@ import yaml
 from prefect import Flow
 
 from llmops.config import PROFILE_NAMES, PROFILES_DIR, flow_config_class
+from llmops.flow_configs import FinetuneConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOYMENTS = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
@@ -36,6 +37,16 @@ def test_every_profile_loads(flow_dir: str):
 def test_prefect_yaml_is_rendered_from_the_profiles():
     render = importlib.import_module("deployments.render").render
     assert (ROOT / "prefect.yaml").read_text() == render(), "run deployments/render.py"
+
+
+def test_the_gpu_job_asks_for_one_gpu_per_training_process():
+    finetune = next(d for d in DEPLOYMENTS if d["name"] == "finetune-gpu")
+    processes = FinetuneConfig.from_profile("gpu").num_processes
+    assert finetune["work_pool"]["job_variables"] == {"num_processes": processes}
+    template = yaml.safe_load((ROOT / "infra/kubernetes/gpu-job-template.yaml").read_text())
+    assert template["variables"]["properties"]["num_processes"]["default"] == 1
+    container = template["job_manifest"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "{{ num_processes }}"}
 
 
 def test_finetune_runs_alone_on_the_gpu_pool():
