@@ -47,7 +47,7 @@ def finetune(config: FinetuneConfig) -> TrainedAdapter:
     trained = load_finished_run(run)
     if trained is None:
         reference = reference_name(config.method, champion)
-        records = load_training_records(dataset, config.method)
+        records = load_training_records(dataset, config.method, config.data_streaming)
         device = pick_training_device()
         tags = {
             "dataset_id": dataset.dataset_id,

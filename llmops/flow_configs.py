@@ -146,6 +146,20 @@ class FinetuneConfig(FlowConfig):
     grad_accum: int = Field(1, ge=1, le=1024, description="Gradient accumulation steps.")
     max_seq_len: int = Field(512, ge=16, le=32_768, description="Truncate examples to this.")
     packing: bool = Field(True, description="Padding-free packed batches (else padded).")
+    label_logits_only: bool = Field(
+        False,
+        description="Project onto the vocabulary only where the next token is a label (same "
+        "loss; skips the lm_head and softmax on prompt tokens, docs/finetune.md).",
+    )
+    num_threads: int | None = Field(
+        None, ge=1, le=1024, description="torch intra-op threads while training (None: torch's)."
+    )
+    torch_compile: bool = Field(False, description="torch.compile the model (Trainer's option).")
+    data_streaming: bool = Field(
+        False,
+        description="SFT: stream the train split (a datasets IterableDataset, tokenized as "
+        "training reads it) instead of memory-mapping it, for corpora larger than memory.",
+    )
     save_every: int = Field(25, ge=1, description="Checkpoint every N steps.")
     log_every: int = Field(5, ge=1, description="Log loss, lr and tokens/s every N steps.")
     seed: int = Field(0, description="Random seed (weights init, data order).")
@@ -204,6 +218,9 @@ class FinetuneConfig(FlowConfig):
             log_every=self.log_every,
             seed=self.seed,
             qlora=self.qlora,
+            label_logits_only=self.label_logits_only,
+            num_threads=self.num_threads,
+            torch_compile=self.torch_compile,
         )
 
     def preference_settings(self, start_adapter: Path | None) -> PreferenceSettings | None:
@@ -223,7 +240,9 @@ class FinetuneConfig(FlowConfig):
         dpo = {"method", "dpo_beta", "dpo_reference"} if self.method == "sft" else set()
         # The processes split the same global batch: their number leaves the weights as they are.
         launch = {"num_processes", "accelerate_config"}
-        exclude = {"cost", "budget", "registered_model", *dpo, *launch}
+        # How fast the same function is trained (not the data order: data_streaming stays in).
+        speed = {"label_logits_only", "num_threads", "torch_compile"}
+        exclude = {"cost", "budget", "registered_model", *dpo, *launch, *speed}
         return self.model_copy(update=where).fingerprint(exclude=exclude)
 
     def launch(self) -> Launch | None:

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 import mlflow
-import pandas as pd
+from datasets import Dataset, IterableDataset
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
@@ -33,7 +33,8 @@ from llmops.model.training import (
     PreferenceSettings,
     ThroughputCallback,
     TrainSettings,
-    encode_examples,
+    encode_dataset,
+    load_records_dataset,
     preference_examples,
     train_lora,
 )
@@ -46,16 +47,25 @@ STOPPED_REASON_TAG = "cost.stopped_reason"
 
 
 @task(**STORE_RETRIES)
-def load_training_records(dataset: DatasetRef, method: str = "sft") -> pd.DataFrame:
-    """The dataset's train split; an error when it holds nothing to train on (for DPO: no
-    preference pairs; supervised records among pairs are left out)."""
-    records = read_split(dataset, "train")
-    if "messages" not in records.columns or records.empty:
-        raise ValueError(f"dataset {dataset.dataset_id} has no training records")
+def load_training_records(
+    dataset: DatasetRef, method: str = "sft", streaming: bool = False
+) -> Dataset | IterableDataset:
+    """The dataset's train split as Arrow records: for SFT its `messages`, memory-mapped from the
+    `datasets` cache in the project home (converted once per file) or streamed from the Parquet
+    file; for DPO the preference pairs (supervised records among them are left out). An error
+    when it holds nothing to train on."""
     if method == "dpo":
-        if "rejected" not in records.columns or records["rejected"].isna().all():
+        pairs = read_split(dataset, "train")
+        if "messages" not in pairs.columns or pairs.empty:
+            raise ValueError(f"dataset {dataset.dataset_id} has no training records")
+        if "rejected" not in pairs.columns or pairs["rejected"].isna().all():
             raise ValueError(f"dataset {dataset.dataset_id} has no preference pairs for DPO")
-        records = records[records["rejected"].notna()].reset_index(drop=True)
+        pairs = pairs.loc[pairs["rejected"].notna(), ["messages", "rejected"]]
+        return Dataset.from_pandas(pairs, preserve_index=False)
+    split = dataset.split_uri("train")
+    records = load_records_dataset(split, home_path("cache", "datasets"), streaming)
+    if next(iter(records), None) is None:
+        raise ValueError(f"dataset {dataset.dataset_id} has no training records")
     return records
 
 
@@ -169,7 +179,7 @@ def load_seconds_per_step(
 @task(cache_policy=HOST_LOCAL)
 def train_adapter(
     base: BaseModel,
-    records: pd.DataFrame,
+    records: Dataset | IterableDataset,
     max_seq_len: int,
     lora: LoraSettings,
     settings: TrainSettings,
@@ -189,11 +199,11 @@ def train_adapter(
     raises BudgetExceededError."""
     tokenizer = load_tokenizer(base)
     if preference is None:
-        examples, _ = encode_examples(tokenizer, records["messages"], max_seq_len)
-        if not examples:
+        examples = encode_dataset(tokenizer, records, max_seq_len)
+        if next(iter(examples), None) is None:
             raise ValueError(f"no record keeps a response token within max_seq_len={max_seq_len}")
     else:
-        examples = preference_examples(records)
+        examples = preference_examples(records.to_pandas())
     client = mlflow_client()
 
     def log_to_mlflow(values: dict[str, float], step: int) -> None:
@@ -247,7 +257,12 @@ def train_adapter(
         **metrics,
         **mirror.metrics(),
         "seconds_per_step": metrics["train_seconds"] / steps_run if steps_run else 0.0,
-        "dropped_examples": float(len(records) - metrics["examples"]),
+        # a streamed split is not counted up front
+        **(
+            {"dropped_examples": float(len(records) - metrics["examples"])}
+            if isinstance(records, Dataset)
+            else {}
+        ),
     }
 
 

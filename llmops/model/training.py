@@ -11,14 +11,14 @@ all and needs no custom attention mask. `packing=False` pads each batch to its l
 """
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
-from datasets import Dataset
+from datasets import Dataset, IterableDataset, load_dataset
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import (
     AutoModelForCausalLM,
@@ -39,6 +39,10 @@ from llmops.model.loading import BaseModel, load_model, pick_device
 from llmops.records import Message, prompt_messages
 
 IGNORE_INDEX = -100
+
+# Encoded examples (input_ids, labels) or DPO's preference rows: a list, or a `datasets`
+# dataset (memory-mapped Arrow, or streamed).
+TrainingExamples = list[dict[str, Any]] | Dataset | IterableDataset
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,10 @@ class TrainSettings:
     log_every: int
     seed: int
     qlora: bool = False
+    # Speed settings (docs/finetune.md, "Where the time goes"): the function trained is the same.
+    label_logits_only: bool = False
+    num_threads: int | None = None
+    torch_compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,24 +109,37 @@ def pick_precision(device: torch.device | None = None) -> Precision:
     return Precision(device, bf16=bf16, fp16=not bf16)
 
 
-def encode_example(
-    tokenizer: PreTrainedTokenizerBase, messages: list[Message], max_seq_len: int
-) -> dict[str, list[int]] | None:
-    """Token ids of the chat-formatted conversation, with labels only on the final assistant
-    turn (-100 on the prompt); None when truncation leaves no response token to learn from."""
+def render_example(tokenizer: PreTrainedTokenizerBase, messages: list[Message]) -> tuple[str, str]:
+    """The chat-formatted prompt (up to the final assistant header) and the text after it."""
     prompt = tokenizer.apply_chat_template(
         prompt_messages(messages), add_generation_prompt=True, tokenize=False
     )
     full = tokenizer.apply_chat_template(list(messages), tokenize=False)
     if not full.startswith(prompt):
         raise ValueError("the chat template does not render the prompt as a prefix of the dialog")
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
+    return prompt, full[len(prompt) :]
+
+
+def assemble_example(
+    prompt_ids: list[int], response_ids: list[int], max_seq_len: int
+) -> dict[str, list[int]] | None:
+    """Input ids and labels (-100 on the prompt), truncated; None when no label is left."""
     input_ids = (prompt_ids + response_ids)[:max_seq_len]
     labels = ([IGNORE_INDEX] * len(prompt_ids) + response_ids)[:max_seq_len]
     if all(label == IGNORE_INDEX for label in labels):
         return None
     return {"input_ids": input_ids, "labels": labels}
+
+
+def encode_example(
+    tokenizer: PreTrainedTokenizerBase, messages: list[Message], max_seq_len: int
+) -> dict[str, list[int]] | None:
+    """Token ids of the chat-formatted conversation, with labels only on the final assistant
+    turn (-100 on the prompt); None when truncation leaves no response token to learn from."""
+    prompt, response = render_example(tokenizer, messages)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    return assemble_example(prompt_ids, response_ids, max_seq_len)
 
 
 def encode_examples(
@@ -128,6 +149,50 @@ def encode_examples(
     encoded = [encode_example(tokenizer, list(m), max_seq_len) for m in conversations]
     kept = [e for e in encoded if e is not None]
     return kept, len(encoded) - len(kept)
+
+
+def encode_batch(
+    batch: dict[str, list[Any]], tokenizer: PreTrainedTokenizerBase, max_seq_len: int
+) -> dict[str, list[list[int]]]:
+    """encode_example over a batch of records (one tokenizer call per side, in Rust), leaving
+    out the conversations with no label left: the `Dataset.map(batched=True)` function."""
+    rendered = [render_example(tokenizer, list(m)) for m in batch["messages"]]
+    prompt_ids = tokenizer([p for p, _ in rendered], add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer([r for _, r in rendered], add_special_tokens=False)["input_ids"]
+    encoded = [
+        assemble_example(p, r, max_seq_len) for p, r in zip(prompt_ids, response_ids, strict=True)
+    ]
+    kept = [e for e in encoded if e is not None]
+    return {"input_ids": [e["input_ids"] for e in kept], "labels": [e["labels"] for e in kept]}
+
+
+def encode_dataset(
+    tokenizer: PreTrainedTokenizerBase, records: Dataset | IterableDataset, max_seq_len: int
+) -> Dataset | IterableDataset:
+    """Encoded training examples (input_ids, labels) of records with `messages`, through
+    `datasets`: an Arrow-backed dataset is tokenized once and cached beside its Arrow files
+    under the map's fingerprint (a rerun reads the cache), a streamed one lazily per batch."""
+    return records.map(
+        encode_batch,
+        batched=True,
+        fn_kwargs={"tokenizer": tokenizer, "max_seq_len": max_seq_len},
+        remove_columns=records.column_names,
+    )
+
+
+def load_records_dataset(
+    data_files: str, cache_dir: Path, streaming: bool = False
+) -> Dataset | IterableDataset:
+    """The `messages` of a records Parquet file (local or an fsspec URL) as a memory-mapped
+    Arrow dataset converted once into `cache_dir`, or streamed from the file."""
+    return load_dataset(
+        "parquet",
+        data_files=data_files,
+        split="train",
+        columns=["messages"],
+        cache_dir=str(cache_dir),
+        streaming=streaming,
+    )
 
 
 def preference_examples(records: pd.DataFrame) -> list[dict[str, list[Message]]]:
@@ -156,6 +221,27 @@ def make_collator(
         return DataCollatorWithFlattening(return_position_ids=True)
     tokenizer.padding_side = "right"
     return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, padding=True)
+
+
+class LabelLogitsOnly:
+    """Wraps a collator so the model projects onto the vocabulary only at positions whose next
+    token is a label: prompt positions (most of a chat example) skip the lm_head matmul and the
+    softmax over the 49k-token vocabulary, which the loss then ignores anyway.
+
+    Adds `logits_to_keep` (bool, batch x seq: the model flattens the kept hidden states) and
+    `shift_labels` (the targets of those positions, in the same order); the model's causal-LM
+    loss, summed over the kept positions and divided by the Trainer's label count, is the loss
+    over all positions (tested)."""
+
+    def __init__(self, collate: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> None:
+        self.collate = collate
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collate(features)
+        # position t predicts token t+1; the last position predicts nothing
+        targets = torch.nn.functional.pad(batch["labels"], (0, 1), value=IGNORE_INDEX)[..., 1:]
+        keep = targets != IGNORE_INDEX
+        return {**batch, "logits_to_keep": keep, "shift_labels": targets[keep]}
 
 
 def build_lora_model(
@@ -346,7 +432,7 @@ class CostMeter(TrainerCallback):
 def make_trainer(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    examples: list[dict[str, Any]],
+    examples: TrainingExamples,
     settings: TrainSettings,
     precision: Precision,
     output_dir: Path,
@@ -376,13 +462,21 @@ def make_trainer(
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
+        torch_compile=settings.torch_compile,
+        # A streamed dataset's batches would otherwise be cut per process along dim 0 after
+        # collation, which cuts LabelLogitsOnly's flat `shift_labels` too; without dispatch each
+        # process reads its own examples and collates them itself.
+        accelerator_config={"dispatch_batches": False},
     )
     if preference is None:
+        collator = make_collator(tokenizer, settings.packing)
+        if settings.label_logits_only:
+            collator = LabelLogitsOnly(collator)
         return Trainer(
             model=model,
             args=TrainingArguments(**common),
             train_dataset=examples,
-            data_collator=make_collator(tokenizer, settings.packing),
+            data_collator=collator,
             processing_class=tokenizer,
             callbacks=callbacks,
         )
@@ -408,7 +502,7 @@ def make_trainer(
 def train_lora(
     base: BaseModel,
     tokenizer: PreTrainedTokenizerBase,
-    examples: list[dict[str, Any]],
+    examples: TrainingExamples,
     lora: LoraSettings,
     settings: TrainSettings,
     checkpoints_dir: Path,
@@ -422,6 +516,8 @@ def train_lora(
     `checkpoints_dir`; save the adapter alone to `adapter_dir`; return the training metrics.
     Supervised on encoded examples, or DPO on preference rows when `preference` is given."""
     precision = precision or pick_precision()
+    if settings.num_threads is not None:
+        torch.set_num_threads(settings.num_threads)  # process-wide: this process trains
     torch.manual_seed(settings.seed)
     start = preference.start_adapter if preference else None
     model = build_lora_model(base, lora, precision, settings.qlora, start)
@@ -451,7 +547,12 @@ def train_lora(
         "train_seconds": wall,
         "tokens_per_second": tokens / wall if wall > 0 else 0.0,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "examples": len(trainer.train_dataset),
+        # a streamed dataset has no length: it is read as training goes
+        **(
+            {"examples": len(trainer.train_dataset)}
+            if isinstance(trainer.train_dataset, Sized)
+            else {}
+        ),
         **_last_reward_metrics(trainer.state),
     }
 

@@ -14,12 +14,15 @@ from llmops.model.loading import load_model, load_tokenizer, resolve_base
 from llmops.model.metrics import preference_scores
 from llmops.model.training import (
     IGNORE_INDEX,
+    LabelLogitsOnly,
     LoraSettings,
     PreferenceSettings,
     TrainSettings,
     build_lora_model,
+    encode_dataset,
     encode_example,
     encode_examples,
+    load_records_dataset,
     make_collator,
     pick_precision,
     preference_examples,
@@ -96,6 +99,61 @@ def test_packed_loss_equals_per_example_loss(tokenizer) -> None:
         padded = summed_loss(make_collator(tokenizer, packing=False)(examples))
     assert packed == pytest.approx(alone, rel=1e-5)
     assert padded == pytest.approx(alone, rel=1e-5)
+
+
+def test_label_logits_only_computes_the_same_loss_on_fewer_positions(tokenizer) -> None:
+    """Projecting onto the vocabulary only where the next token is a label leaves the Trainer's
+    loss (summed over labels / label count) unchanged, packed and padded."""
+    model = build_lora_model(resolve_base("tiny-random"), LORA, pick_precision()).eval()
+    examples, _ = encode_examples(tokenizer, [list(m) for m in tiny_records(4)["messages"]], 256)
+    labels = sum(sum(v != IGNORE_INDEX for v in e["labels"]) for e in examples)
+    for packing in (True, False):
+        collate = make_collator(tokenizer, packing)
+        full, only = collate(examples), LabelLogitsOnly(collate)(examples)
+        assert int(only["logits_to_keep"].sum()) == len(only["shift_labels"]) == labels
+        with torch.no_grad():
+            expected = model(**full, num_items_in_batch=labels)
+            got = model(**only, num_items_in_batch=labels)
+        assert got.logits.shape == (labels, expected.logits.shape[-1])
+        assert got.loss.item() == pytest.approx(expected.loss.item(), rel=1e-6)
+
+
+def test_datasets_path_encodes_like_the_list_and_reuses_its_cache(tmp_path: Path, tokenizer):
+    records = tiny_records(12)
+    # one record whose answer does not fit: dropped by both paths
+    records.loc[3, "messages"] = instruction_to_messages("word " * 400, "ok")
+    records.to_parquet(tmp_path / "train.parquet")
+    expected, dropped = encode_examples(tokenizer, [list(m) for m in records["messages"]], 64)
+    assert dropped == 1
+
+    def encoded(streaming: bool):  # noqa: ANN202
+        raw = load_records_dataset(str(tmp_path / "train.parquet"), tmp_path / "hf", streaming)
+        return encode_dataset(tokenizer, raw, 64)
+
+    mapped = encoded(streaming=False)
+    assert [dict(e) for e in mapped] == expected and len(mapped) == 11
+    (cache,) = [Path(f["filename"]) for f in mapped.cache_files]
+    written = cache.stat().st_mtime_ns
+    # a rerun reads the tokenized Arrow file written by the first: nothing is tokenized again
+    assert [Path(f["filename"]) for f in encoded(streaming=False).cache_files] == [cache]
+    assert cache.stat().st_mtime_ns == written
+    assert [dict(e) for e in encoded(streaming=True)] == expected
+
+
+def test_a_streamed_dataset_trains(tmp_path: Path, tokenizer) -> None:
+    tiny_records(8).to_parquet(tmp_path / "train.parquet")
+    raw = load_records_dataset(str(tmp_path / "train.parquet"), tmp_path / "hf", streaming=True)
+    metrics = train_lora(
+        resolve_base("tiny-random"),
+        tokenizer,
+        encode_dataset(tokenizer, raw, 256),
+        LORA,
+        settings(max_steps=2, save_every=10, label_logits_only=True),
+        tmp_path / "checkpoints",
+        tmp_path / "adapter",
+    )
+    assert metrics["global_step"] == 2 and "examples" not in metrics
+    assert metrics["tokens_seen"] > 0
 
 
 class KillAt(TrainerCallback):
