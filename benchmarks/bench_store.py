@@ -13,34 +13,19 @@ import argparse
 import json
 import logging
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import s3fs
+from main_job import time_main_job
 from moto.server import ThreadedMotoServer
-
-ROOT = Path(__file__).resolve().parent.parent
-LLMOPS = str(Path(sys.executable).parent / "llmops")
 
 
 def run_main_job(profile: str, env: dict[str, str]) -> float:
     """`llmops run --profile P` in a fresh home; returns its wall time in seconds."""
     with tempfile.TemporaryDirectory(prefix="bench-store-home-") as home:
-        started = time.perf_counter()
-        done = subprocess.run(
-            [LLMOPS, "run", "--profile", profile],
-            env={**env, "LLMOPS_HOME": home},
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
-        wall = time.perf_counter() - started
-        if done.returncode != 0:
-            sys.exit(f"llmops run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-        summary = done.stdout[done.stdout.index("=== training pipeline finished ===") :]
+        wall, output = time_main_job(profile, {**env, "LLMOPS_HOME": home})
+        summary = output[output.index("=== training pipeline finished ===") :]
         print("\n".join(f"    {line}" for line in summary.splitlines()[:14]))
         if "LLMOPS_STORE" not in env:
             print_upload_cost([p.read_text() for p in Path(home).glob("runs/*/trained.json")])

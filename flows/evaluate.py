@@ -51,7 +51,7 @@ def evaluate(config: EvaluateConfig) -> EvaluationReport:
     candidate_ref = describe_candidate(config.base_model, config.adapter)
     champion_ref = load_champion(config.registered_model)
     decoding = (records, config.max_new_tokens, config.batch_size)
-    base_ref = ModelUnderTest("base", config.base_model)
+    base_ref = ModelUnderTest("base", config.base_model, base_sha256=candidate_ref.base_sha256)
     candidate = score_model(candidate_ref, *decoding)
     base = score_model(base_ref, *decoding)
     bootstrap = (config.confidence, config.n_resamples)

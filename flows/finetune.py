@@ -16,6 +16,7 @@ from llmops.flow_configs import FinetuneConfig
 from llmops.outputs import TrainedAdapter
 from tasks.data import load_dataset
 from tasks.finetune import (
+    hash_base_model,
     load_champion_adapter,
     load_finished_run,
     load_seconds_per_step,
@@ -38,14 +39,22 @@ from tasks.finetune import (
 def finetune(config: FinetuneConfig) -> TrainedAdapter:
     """Train a LoRA adapter on the dataset's train split (resuming or reusing a stored run)."""
     dataset = load_dataset(config.dataset)
-    base = resolve_base_model(config.base_model)
+    base_sha256 = hash_base_model(config.base_model)
     fingerprint = config.training_fingerprint()
     champion = None
     if config.dpo_reference == "champion":
-        champion = load_champion_adapter(config.registered_model, base)
-    run = plan_training_run(config.store_url(), fingerprint, dataset.dataset_id, base, champion)
+        champion = load_champion_adapter(config.registered_model, config.base_model, base_sha256)
+    run = plan_training_run(
+        config.store_url(),
+        fingerprint,
+        dataset.dataset_id,
+        config.base_model,
+        base_sha256,
+        champion,
+    )
     trained = load_finished_run(run)
     if trained is None:
+        base = resolve_base_model(config.base_model)
         reference = reference_name(config.method, champion)
         records = load_training_records(dataset, config.method, config.data_streaming)
         device = pick_training_device()

@@ -1,11 +1,10 @@
 """Prefect tasks of the bias probe: answer its prompts, measure per group, log, publish."""
 
 import time
-from datetime import timedelta
+from dataclasses import replace
 
 from prefect import task
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.runtime import flow_run
 
 from llmops.model import fairness
@@ -13,7 +12,7 @@ from llmops.model.fairness import BiasProbe, FairnessResult
 from llmops.model.generation import answer_all
 from llmops.model.slices import safe_name
 from llmops.outputs import EvaluationReport
-from tasks.evaluation import ModelScores, ModelUnderTest, load_model_under_test
+from tasks.evaluation import SAME_WEIGHTS, ModelScores, ModelUnderTest, load_model_under_test
 from tasks.slices import save_run_metrics
 
 
@@ -23,12 +22,22 @@ def load_bias_probe(version: str = "v1") -> BiasProbe:
     return fairness.load_probe(version)
 
 
-@task(cache_policy=INPUTS + TASK_SOURCE, persist_result=True, cache_expiration=timedelta(days=30))
+@task
 def answer_bias_probe(
     model_ref: ModelUnderTest, probe: BiasProbe, max_new_tokens: int, batch_size: int
 ) -> ModelScores:
+    """The probe answers of the model's weights (probe_weights, cached), under its label."""
+    answers = probe_weights(model_ref, probe, max_new_tokens, batch_size)
+    return replace(answers, label=model_ref.label)
+
+
+@task(**SAME_WEIGHTS)
+def probe_weights(
+    model_ref: ModelUnderTest, probe: BiasProbe, max_new_tokens: int, batch_size: int
+) -> ModelScores:
     """Greedy answers to every probe prompt, in `probe.prompts()` order; cached on the model's
-    hashes, the probe and the settings, so a champion is asked once for many candidates."""
+    weights hashes, the probe and the settings, so a champion is asked once for many
+    candidates, and a promoted candidate is not asked again as the champion."""
     tokenizer, model = load_model_under_test(model_ref)
     started = time.perf_counter()
     answers, tokens = answer_all(

@@ -4,14 +4,17 @@ import json
 import time
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Any
 
 import mlflow
 import pandas as pd
 from peft import PeftModel
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
+from prefect.context import TaskRunContext
 from prefect.runtime import flow_run
+from prefect.utilities.hashing import hash_objects
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmops import store
@@ -22,7 +25,7 @@ from llmops.model.cost import ComputeCost, CostSettings
 from llmops.model.explain import ExampleChange, changes_markdown, largest_changes
 from llmops.model.generation import answer_all
 from llmops.model.judge import JudgeError, JudgeSettings, OpenAIJudge, judge_pairs
-from llmops.model.loading import load_model, load_tokenizer, resolve_base
+from llmops.model.loading import base_sha256, load_model, load_tokenizer, resolve_base
 from llmops.model.registry import resolve_alias
 from llmops.outputs import DatasetRef, EvaluationReport
 from llmops.records import prompt_messages, prompt_text, reference_response
@@ -55,6 +58,22 @@ class ModelScores:
     flow_run_id: str | None  # the flow run that computed it (a cached score is an earlier one's)
 
 
+def weights_key(context: TaskRunContext, inputs: dict[str, Any]) -> str | None:
+    """The cache key part of `model_ref`: its weights' hashes, not its label, URI or version."""
+    model: ModelUnderTest = inputs["model_ref"]
+    return hash_objects(model.base_ref, model.base_sha256, model.adapter_sha256)
+
+
+# What a model answers depends on its weights, not on the role it plays: a rerun's champion is
+# the candidate the first run promoted, and is not scored again. Persisted for 30 days, so any
+# later run of the same weights, records and settings reuses the result.
+SAME_WEIGHTS: dict[str, Any] = {
+    "cache_policy": INPUTS - "model_ref" + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=weights_key),
+    "persist_result": True,
+    "cache_expiration": timedelta(days=30),
+}
+
+
 @task(**STORE_RETRIES)
 def load_eval_records(dataset: DatasetRef, max_examples: int | None) -> pd.DataFrame:
     """The first `max_examples` records of the dataset's held-out split (all when None)."""
@@ -74,7 +93,7 @@ def describe_candidate(base_ref: str, adapter_uri: str) -> ModelUnderTest:
         base_ref,
         adapter_uri,
         adapter_sha256(fetch_adapter(adapter_uri)),
-        base_sha256=resolve_base(base_ref).sha256,
+        base_sha256=base_sha256(base_ref),
     )
 
 
@@ -94,13 +113,22 @@ def load_champion(registered_model: str) -> ModelUnderTest | None:
     )
 
 
-@task(cache_policy=INPUTS + TASK_SOURCE, persist_result=True, cache_expiration=timedelta(days=30))
+@task
 def score_model(
+    model_ref: ModelUnderTest, records: pd.DataFrame, max_new_tokens: int, batch_size: int
+) -> ModelScores:
+    """The scores of the model's weights (score_weights, cached), under the model's label."""
+    scores = score_weights(model_ref, records, max_new_tokens, batch_size)
+    return replace(scores, label=model_ref.label)
+
+
+@task(**SAME_WEIGHTS)
+def score_weights(
     model_ref: ModelUnderTest, records: pd.DataFrame, max_new_tokens: int, batch_size: int
 ) -> ModelScores:
     """Generate greedily for every record and score answers against references, plus the
     response-token loss and, when every record is a preference pair, the preference margin;
-    cached on the model's hashes, the records and the settings."""
+    cached on the model's weights hashes, the records and the settings."""
     tokenizer, model = load_model_under_test(model_ref)
     conversations = [list(m) for m in records["messages"]]
     started = time.perf_counter()

@@ -18,7 +18,13 @@ from llmops.home import home_path
 from llmops.model.adapters import adapter_sha256
 from llmops.model.cost import BudgetExceededError, ComputeCost, CostSettings, TrainingBudget
 from llmops.model.distributed import Launch, TrainingJob, train_lora_processes
-from llmops.model.loading import BaseModel, load_tokenizer, pick_device, resolve_base
+from llmops.model.loading import (
+    BaseModel,
+    base_sha256,
+    load_tokenizer,
+    pick_device,
+    resolve_base,
+)
 from llmops.model.registry import RegisteredAdapter, resolve_alias
 from llmops.model.run_store import (
     CheckpointMirror,
@@ -75,15 +81,24 @@ def resolve_base_model(ref: str) -> BaseModel:
     return resolve_base(ref)
 
 
+@task
+def hash_base_model(ref: str) -> str | None:
+    """The hash of the base model's weights (llmops.model.loading.base_sha256): it keys the run,
+    and learning it builds no checkpoint, so a host that reuses a finished run loads nothing."""
+    return base_sha256(ref)
+
+
 @task(cache_policy=HOST_LOCAL)
-def load_champion_adapter(registered_model: str, base: BaseModel) -> RegisteredAdapter | None:
+def load_champion_adapter(
+    registered_model: str, base_ref: str, base_sha256: str | None
+) -> RegisteredAdapter | None:
     """The current champion's adapter (downloaded here), the starting point and reference of a
     DPO run on it; None when there is no champion yet (the base is then the reference)."""
     champion = resolve_alias(registered_model)
-    if champion is not None and champion.base_sha256 != base.sha256:
+    if champion is not None and champion.base_sha256 != base_sha256:
         raise ValueError(
             f"the champion of {registered_model} (v{champion.version}) was trained on "
-            f"{champion.base_ref}, not on this run's base {base.ref}"
+            f"{champion.base_ref}, not on this run's base {base_ref}"
         )
     return champion
 
@@ -93,13 +108,14 @@ def plan_training_run(
     store_url: str,
     config_fingerprint: str,
     dataset_id: str,
-    base: BaseModel,
+    base_ref: str,
+    base_sha256: str | None,
     start_adapter: RegisteredAdapter | None = None,
 ) -> TrainingRun:
     """The run keyed by config + dataset + base weights (+ the weights of the adapter a DPO run
     starts from): the same inputs always land in the same store folder, which is what lets any
     host resume or reuse it, and a new champion means a new run."""
-    inputs: list[str | None] = [config_fingerprint, dataset_id, base.ref, base.sha256]
+    inputs: list[str | None] = [config_fingerprint, dataset_id, base_ref, base_sha256]
     if start_adapter is not None:
         inputs.append(adapter_sha256(start_adapter.adapter_dir))
     key = json.dumps(inputs)

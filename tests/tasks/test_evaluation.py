@@ -9,7 +9,7 @@ from prefect import flow
 
 from llmops.model.judge import JudgeError, JudgeSettings
 from llmops.records import instruction_to_messages
-from tasks.evaluation import ModelScores, ModelUnderTest, judge_against_champion, score_model
+from tasks.evaluation import ModelScores, ModelUnderTest, judge_against_champion, score_weights
 
 RECORDS = pd.DataFrame({"messages": [instruction_to_messages("Where?", "Here.")]})
 
@@ -38,13 +38,13 @@ def test_an_unreachable_judge_fails_or_is_skipped(on_error: str, prefect_harness
 def test_preference_pairs_add_the_preference_metrics_to_a_models_scores() -> None:
     pairs = planted_pairs(2)
     base = ModelUnderTest("base", "tiny-random")
-    scores = score_model.fn(base, pairs, max_new_tokens=2, batch_size=4)
+    scores = score_weights.fn(base, pairs, max_new_tokens=2, batch_size=4)
     assert len(scores.per_example["preference_margin"]) == 2
     assert scores.per_example["preference_accuracy"] == [
         float(m > 0) for m in scores.per_example["preference_margin"]
     ]
     # A split that mixes supervised records with pairs: no margin (it would not be per example).
     mixed = pd.concat([pairs, tiny_records(1)], ignore_index=True)
-    mixed_scores = score_model.fn(base, mixed, max_new_tokens=2, batch_size=4)
+    mixed_scores = score_weights.fn(base, mixed, max_new_tokens=2, batch_size=4)
     assert "preference_margin" not in mixed_scores.per_example
     assert len(mixed_scores.per_example["eval_loss"]) == 3
