@@ -125,9 +125,12 @@ class Signature:
 def minhashes(shingle_sets: list[set[str]], settings: MinHashSettings) -> list[Signature]:
     """One MinHash per shingle set; equal to the `signature_matrix` row of the key the set
     came from."""
-    fingerprints = [_shingle_fingerprints(list(s), settings) for s in shingle_sets]
-    rows = _signatures(fingerprints, settings)
-    return [Signature(tuple(row)) for row in rows.tolist()]
+    with _collector_paused():
+        shingle_lists = [list(shingle_set) for shingle_set in shingle_sets]
+        fingerprints = _shingle_fingerprints([s for lst in shingle_lists for s in lst], settings)
+        bounds = np.concatenate([[0], np.cumsum([len(lst) for lst in shingle_lists])])
+        rows = _flat_signatures(fingerprints, bounds.astype(np.int64), settings)
+        return [Signature(tuple(row)) for row in rows.tolist()]
 
 
 def signature_matrix(keys: list[Key], settings: MinHashSettings) -> np.ndarray:
@@ -254,9 +257,8 @@ class _Batch:
         self.parts = [len(key) for key in keys]
         self.first_part = np.concatenate([[0], np.cumsum(self.parts)]).astype(np.int64).tolist()
         if settings.shingle_unit == "char":
-            texts = [normalize(key_text(key)) for key in keys]
-            grams = [_shingle_fingerprints(shingles(t, settings), settings) for t in texts]
-            self.grams = np.concatenate(grams or [np.zeros(0, _U64)])
+            grams = [shingles(key_text(key), settings) for key in keys]
+            self.grams = _hash_tokens([g for key_grams in grams for g in key_grams])
             gram_start = np.concatenate([[0], np.cumsum([len(g) for g in grams])])
         else:
             words, part_start = _part_words(self.key_parts)
@@ -384,21 +386,15 @@ def _word_grams(words: np.ndarray, starts: np.ndarray, n: int) -> tuple[np.ndarr
 
 
 def _shingle_fingerprints(shingle_list: list[str], settings: MinHashSettings) -> np.ndarray:
-    """The fingerprints `_Batch` gives these shingles: folded word hashes, or for character
+    """The fingerprints `_Batch` gives these shingles: mixed word hashes, or for character
     shingles the hash of the shingle."""
     if settings.shingle_unit == "char":
         return _hash_tokens(shingle_list)
-    split = [s.split() for s in shingle_list]
-    lengths = np.array([len(w) for w in split], np.int64)
-    start = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    words = _hash_tokens([w for ws in split for w in ws])
-    return _fold_words(words, start, lengths, settings.shingle_size)
-
-
-def _signatures(fingerprints: list[np.ndarray], settings: MinHashSettings) -> np.ndarray:
-    flat = np.concatenate(fingerprints or [np.zeros(0, _U64)])
-    bounds = np.concatenate([[0], np.cumsum([len(f) for f in fingerprints])])
-    return _flat_signatures(flat, bounds, settings)
+    # A word shingle is its normalized words joined by single spaces ("" for an empty key).
+    counts = np.array([s.count(" ") + 1 if s else 0 for s in shingle_list], np.int64)
+    words = _hash_tokens(" ".join(filter(None, shingle_list)).split(" ") if counts.any() else [])
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return _fold_words(words, start, counts, settings.shingle_size)
 
 
 def _flat_signatures(flat: np.ndarray, bounds: np.ndarray, settings: MinHashSettings) -> np.ndarray:
