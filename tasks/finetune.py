@@ -17,7 +17,12 @@ from llmops.datasets import read_split
 from llmops.home import home_path
 from llmops.model.adapters import adapter_sha256
 from llmops.model.cost import BudgetExceededError, ComputeCost, CostSettings, TrainingBudget
-from llmops.model.distributed import Launch, TrainingJob, train_lora_processes
+from llmops.model.distributed import (
+    Launch,
+    TrainingJob,
+    job_examples,
+    train_lora_processes,
+)
 from llmops.model.loading import (
     BaseModel,
     base_sha256,
@@ -238,7 +243,7 @@ def train_adapter(
         if launch is not None:
             job = TrainingJob(
                 base=base,
-                examples=list(examples),
+                **job_examples(examples),
                 lora=lora,
                 settings=settings,
                 run=run,

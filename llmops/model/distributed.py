@@ -29,6 +29,7 @@ from typing import Any
 
 import pydantic
 import torch
+from datasets import Dataset, concatenate_datasets
 
 from llmops.model.cost import BudgetExceededError, ComputeCost, CostSettings, TrainingBudget
 from llmops.model.loading import BaseModel, load_tokenizer
@@ -38,6 +39,7 @@ from llmops.model.training import (
     LoraSettings,
     PreferenceSettings,
     ThroughputCallback,
+    TrainingExamples,
     TrainSettings,
     pick_precision,
     train_lora,
@@ -68,7 +70,10 @@ class TrainingJob(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
     base: BaseModel
-    examples: list[dict[str, Any]]
+    # An Arrow-backed dataset travels as its files, which every process memory-maps; other
+    # examples (a list, a streamed dataset) travel inside the job.
+    examples: list[dict[str, Any]] = []
+    example_files: list[Path] = []
     lora: LoraSettings
     settings: TrainSettings  # batch_size is the global batch
     run: TrainingRun
@@ -78,6 +83,24 @@ class TrainingJob(pydantic.BaseModel):
     budget: TrainingBudget
     seconds_per_step: float | None = None
     spent_before: ComputeCost
+
+
+def job_examples(examples: TrainingExamples) -> dict[str, Any]:
+    """The TrainingJob fields that carry `examples`: the Arrow files of a dataset read from
+    them whole, else the examples themselves."""
+    if isinstance(examples, Dataset) and examples.cache_files:
+        files = [Path(f["filename"]) for f in examples.cache_files]
+        # a dataset whose rows are a selection of its files' rows must travel as rows
+        if sum(Dataset.from_file(str(f)).num_rows for f in files) == examples.num_rows:
+            return {"example_files": files}
+    return {"examples": list(examples)}
+
+
+def load_job_examples(job: TrainingJob) -> TrainingExamples:
+    """The job's examples, memory-mapped from their Arrow files when it names them."""
+    if not job.example_files:
+        return job.examples
+    return concatenate_datasets([Dataset.from_file(str(f)) for f in job.example_files])
 
 
 def per_process_settings(settings: TrainSettings, num_processes: int) -> TrainSettings:
@@ -198,7 +221,7 @@ def _run_child(job: TrainingJob) -> None:
         metrics = train_lora(
             job.base,
             load_tokenizer(job.base),
-            job.examples,
+            load_job_examples(job),
             job.lora,
             per_process_settings(job.settings, world),
             job.run.local_checkpoints,

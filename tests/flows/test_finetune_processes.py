@@ -2,6 +2,7 @@
 the adapter one process trains on the same global batch, streams its metrics to MLflow and
 mirrors its checkpoints from rank 0."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -83,6 +84,10 @@ def test_two_gloo_processes_train_what_one_process_trains(
     # LoRA's B matrices start at zero: they moved, so these are not two untrained adapters
     assert max(trained_two[k].abs().max().item() for k in trained_two if "lora_B" in k) > 1e-3
 
+    # the Arrow-backed examples reached the processes as their files (memory-mapped there)
+    job_file = llmops_home / "work" / "runs" / Path(result.run_uri).name / "distributed-job.json"
+    job = json.loads(job_file.read_text())
+    assert len(job["example_files"]) >= 1 and job["examples"] == []
     # rank 0 alone mirrored the checkpoints; the cost counts both processes' device time
     assert result.metrics["checkpoint_saves"] == 3 and result.metrics["global_step"] == 6
     checkpoints = Path(result.run_uri) / "checkpoints"

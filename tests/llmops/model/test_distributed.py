@@ -4,10 +4,21 @@ command, and the config rules (the 2-process run itself: tests/flows/test_finetu
 from pathlib import Path
 
 import pytest
+from datasets import Dataset
 from pydantic import ValidationError
 
 from llmops.flow_configs import FinetuneConfig
-from llmops.model.distributed import Launch, launch_command, per_process_settings
+from llmops.model.cost import ComputeCost, CostSettings, TrainingBudget
+from llmops.model.distributed import (
+    Launch,
+    TrainingJob,
+    job_examples,
+    launch_command,
+    load_job_examples,
+    per_process_settings,
+)
+from llmops.model.loading import BaseModel
+from llmops.model.run_store import TrainingRun
 
 SETTINGS = FinetuneConfig.from_profile("tiny", batch_size=8).train_settings()
 
@@ -40,3 +51,28 @@ def test_the_config_launches_processes_only_when_asked_and_splits_the_batch() ->
         FinetuneConfig.from_profile("tiny", num_processes=3)
     with pytest.raises(ValidationError, match="qlora with num_processes > 1"):
         FinetuneConfig.from_profile("tiny", num_processes=2, qlora=True)
+
+
+def test_an_arrow_dataset_travels_as_its_files_and_other_examples_as_rows(tmp_path: Path) -> None:
+    rows = [{"input_ids": [1, 2, i], "labels": [-100, 2, i]} for i in range(5)]
+    Dataset.from_list(rows).save_to_disk(tmp_path / "saved")
+    on_disk = Dataset.load_from_disk(tmp_path / "saved")
+    carried = job_examples(on_disk)
+    assert list(carried) == ["example_files"] and carried["example_files"][0].suffix == ".arrow"
+    # a selection of the file's rows, and rows held in memory, travel as rows
+    assert job_examples(on_disk.select([0, 2])) == {"examples": [rows[0], rows[2]]}
+    assert job_examples(Dataset.from_list(rows)) == {"examples": rows}
+    assert job_examples(rows) == {"examples": rows}
+
+    job = TrainingJob(
+        base=BaseModel("tiny-random", "tiny-random", None),
+        **carried,
+        lora=FinetuneConfig.from_profile("tiny").lora(),
+        settings=SETTINGS,
+        run=TrainingRun(key="k", uri=str(tmp_path / "store"), work_dir=tmp_path / "work"),
+        cost=CostSettings(),
+        budget=TrainingBudget(),
+        spent_before=ComputeCost(),
+    )
+    again = TrainingJob.model_validate_json(job.model_dump_json())  # what a child reads
+    assert list(load_job_examples(again)) == rows
