@@ -92,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=2, help="runs of each mode, interleaved")
-    parser.add_argument("--shard-records", type=int, default=100_000)
+    parser.add_argument("--shard-records", type=int, default=20_000)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--quick", action="store_true", help="20k records, one run of each")
     parser.add_argument("--run-one", choices=list(MODES), help=argparse.SUPPRESS)

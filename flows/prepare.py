@@ -15,7 +15,7 @@ from prefect import flow, unmapped
 
 from llmops import store
 from llmops.config import repo_path
-from llmops.data.contracts import load_contract
+from llmops.data.contracts import load_contract, parse_contract
 from llmops.data.prepare import content_hash, count_outcomes
 from llmops.data.shards import Shard, shard_totals
 from llmops.flow_configs import PrepareConfig
@@ -44,7 +44,9 @@ from tasks.data import (
 @flow(name="prepare", log_prints=True)
 def prepare(config: PrepareConfig) -> DatasetRef:
     """Turn raw support data into a versioned, contract-checked, deduplicated train/eval dataset."""
-    contract = load_contract(repo_path(config.contract))
+    # Great Expectations checks the contract in prepare_shards: a dataset already prepared
+    # from it (a rerun) needs no GX at all.
+    contract = parse_contract(repo_path(config.contract))
     sources = [repo_path(source) for source in config.sources]
     files = list_source_files(sources, config.storage_options)
     shards, data_hash = plan_shards(files, config.storage_options, config.shard_records)
@@ -100,7 +102,9 @@ def prepare_shards(
         save_eda_report(
             output,
             dataset_id,
-            explore_dataset(output, dataset_id, rejected, summaries, contract.slices, counts),
+            explore_dataset(
+                output, dataset_id, rejected, summaries, contract.slices, counts, config.eda_records
+            ),
         )
         if config.eda
         else None

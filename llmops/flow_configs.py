@@ -67,8 +67,14 @@ class PrepareConfig(FlowConfig):
     eda: bool = Field(
         True, description="Write an EDA report (HTML + PNG plots) into the dataset folder."
     )
+    eda_records: int = Field(
+        200_000,
+        ge=1,
+        description="The EDA profile and figures read at most this many records of each split "
+        "(the counts stay exact; bounds the report's memory on a large corpus).",
+    )
     shard_records: int = Field(
-        100_000,
+        20_000,
         ge=1,
         description="Lines per shard of a JSONL source (other formats: a shard a file); "
         "memory holds a shard, not the corpus.",
@@ -110,7 +116,7 @@ class PrepareConfig(FlowConfig):
         """The settings that shape the data (not where it is read from or written to, nor
         whether it is explored)."""
         where = {"sources", "output", "storage_options", "store", "eda"}
-        where |= {"shard_records", "dask_address", "workers"}  # same data, other hosts
+        where |= {"shard_records", "dask_address", "workers", "eda_records"}  # same data
         return json.dumps(self.model_dump(exclude=where), sort_keys=True)
 
 

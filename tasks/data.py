@@ -1,11 +1,13 @@
-"""Prefect tasks of data preparation: each works on the whole batch (never one task a record)."""
+"""Prefect tasks of data preparation: each works on a batch or a shard (never one task a record)."""
 
 import functools
+import json
 import operator
 from collections import Counter
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from prefect import task
 from prefect.artifacts import (
     create_link_artifact,
@@ -17,9 +19,9 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from llmops import store
 from llmops.data import eda, ingest, shards
-from llmops.data.contracts import Contract, Deduplication
+from llmops.data.contracts import Contract, Deduplication, failing_rows
 from llmops.data.errors import DataContractError
-from llmops.data.prepare import dumps_jsonl
+from llmops.data.prepare import content_hash, dumps_jsonl, redact_records
 from llmops.data.shards import Outcomes, Shard, ShardSettings, ShardSummary
 from llmops.datasets import read_dataset
 from llmops.outputs import DatasetRef
@@ -32,6 +34,44 @@ SPLITS = ("train", "eval")
 def list_source_files(sources: list[str], storage_options: dict[str, Any]) -> list[str]:
     """Every data file behind the sources (files, folders, globs, s3:// URLs), sorted."""
     return ingest.expand_sources(sources, storage_options)
+
+
+@task(**STORE_RETRIES)
+def load_records(
+    files: list[str], storage_options: dict[str, Any]
+) -> tuple[pd.DataFrame, list[dict], str]:
+    """Read and flatten all files at once (a batch that fits in memory; `prepare` reads shards);
+    returns (records, rejected at ingest, hash of the raw bytes)."""
+    items, rejected = [], []
+    for url in files:
+        file_items, file_rejected = ingest.read_file(url, storage_options)
+        items += file_items
+        rejected += file_rejected
+    raw = [json.dumps(i["raw"], sort_keys=True, default=str) for i in items] + [
+        json.dumps(r) for r in rejected
+    ]
+    return ingest.flatten(items), rejected, content_hash(raw)
+
+
+@task
+def validate_records(
+    records: pd.DataFrame, contract: Contract, ingest_rejected: list[dict]
+) -> tuple[pd.DataFrame, list[dict]]:
+    """Run the contract (GX) over a batch; quarantine failing rows with the reason; fail the
+    run when the failed fraction exceeds the contract's tolerance."""
+    failures, summary = failing_rows(records, contract) if len(records) else ({}, {})
+    quarantined = ingest.quarantined_rows(records, failures)
+    quarantined += ingest.quarantined_at_ingest(ingest_rejected)
+    total = len(records) + len(ingest_rejected)
+    _hold_to_contract(contract, Counter(q["detail"] for q in quarantined), total, summary)
+    return records[~records["row"].isin(failures)], quarantined
+
+
+@task
+def redact_pii(records: pd.DataFrame, mode: str) -> tuple[pd.DataFrame, list[dict], dict[str, int]]:
+    """Redact (or drop, or keep) PII in every message of a batch; returns counts by PII type."""
+    kept, dropped, counts = redact_records(records, mode)
+    return kept, dropped, dict(counts)
 
 
 @task(**STORE_RETRIES)
@@ -89,14 +129,21 @@ def check_contract(summaries: list[ShardSummary], contract: Contract) -> int:
     expectations: Counter = Counter()
     for summary in summaries:
         expectations.update(summary.expectations)
-    quarantined = sum(reasons.values())
     total = sum(s.items + s.ingest_rejected for s in summaries)
+    _hold_to_contract(contract, reasons, total, dict(expectations))
+    return sum(reasons.values())
+
+
+def _hold_to_contract(
+    contract: Contract, reasons: Counter, total: int, expectations: dict[str, int]
+) -> None:
+    """Publish the contract result; fail above the contract's tolerance, naming the reasons."""
+    quarantined = sum(reasons.values())
     lines = "\n".join(f"| {reason} | {n} |" for reason, n in reasons.most_common())
     create_markdown_artifact(
         f"# Contract `{contract.name}`\n\n{total - quarantined} of {total} records pass; "
-        f"{quarantined} quarantined (tolerance {contract.max_failed_fraction:.0%}) over "
-        f"{len(summaries)} shards.\n\n| reason | records |\n|---|---|\n{lines}\n\n"
-        f"Per expectation: {dict(expectations)}",
+        f"{quarantined} quarantined (tolerance {contract.max_failed_fraction:.0%}).\n\n"
+        f"| reason | records |\n|---|---|\n{lines}\n\nPer expectation: {expectations}",
         key="data-contract-validation",
         description="Data contract validation",
     )
@@ -106,7 +153,6 @@ def check_contract(summaries: list[ShardSummary], contract: Contract) -> int:
             f"{quarantined}/{total} records ({quarantined / total:.1%}) fail contract "
             f"{contract.name}, above its tolerance {contract.max_failed_fraction:.0%}: {top}"
         )
-    return quarantined
 
 
 @task(cache_policy=NO_CACHE)
@@ -205,11 +251,14 @@ def explore_dataset(
     summaries: list[ShardSummary],
     slices: tuple[str, ...],
     counts: dict[str, int],
+    limit: int,
 ) -> dict[str, bytes]:
-    """The EDA report's files (index.html, summary.html, PNG figures) by name, from the saved
-    splits, every rejection and the sources in which PII was found."""
+    """The EDA report's files (index.html, summary.html, PNG figures) by name, from the first
+    `limit` records of each saved split, every rejection and the sources with PII."""
     folder = store.join(output, dataset_id)
-    train, eval_ = (shards.read_saved_split(store.join(folder, f"{n}.parquet")) for n in SPLITS)
+    train, eval_ = (
+        shards.read_saved_split(store.join(folder, f"{n}.parquet"), limit) for n in SPLITS
+    )
     pii_found = [source for s in summaries for source in s.pii_sources]
     return eda.render_report(eda.explore(train, eval_, rejected, pii_found, slices), counts)
 

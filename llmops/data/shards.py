@@ -538,9 +538,19 @@ def quarantined_rows(summaries: list[ShardSummary]) -> list[dict]:
     return rows
 
 
-def read_saved_split(url: str) -> pd.DataFrame:
-    """A split written by `write_splits`, as records (metadata back to dicts)."""
-    frame = pd.read_parquet(io.BytesIO(store.read_bytes(url)))
+def read_saved_split(url: str, limit: int) -> pd.DataFrame:
+    """The first `limit` records of a split written by `write_splits` (metadata back to dicts),
+    read batch by batch so a large split is never loaded whole."""
+    fs, path = fsspec.core.url_to_fs(url)
+    with fs.open(path, "rb") as handle:
+        parquet = pq.ParquetFile(handle)
+        batches, rows = [], 0
+        for batch in parquet.iter_batches(batch_size=min(limit, 65_536)):
+            batches.append(batch.slice(0, limit - rows))
+            rows += len(batches[-1])
+            if rows >= limit:
+                break
+        frame = pa.Table.from_batches(batches, parquet.schema_arrow).to_pandas()
     if "metadata" in frame:
         frame["metadata"] = frame["metadata"].map(dict)
     return frame

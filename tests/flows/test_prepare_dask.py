@@ -118,7 +118,7 @@ def test_dask_and_single_process_give_the_same_dataset(
         "tiny",
         sources=sources,
         contract=contract_dropping_conflicts(tmp_path),
-        shard_records=7,
+        shard_records=14,
         eda=False,
     )
     alone = prepare(config.model_copy(update={"output": str(tmp_path / "alone")}))
