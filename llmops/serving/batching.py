@@ -19,6 +19,7 @@ servers with their own model loading, not a component we can put behind our Fast
 import asyncio
 import itertools
 import logging
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -114,12 +115,17 @@ class _Batcher:
         """Queue one request and wait for its answer."""
         future: asyncio.Future[GenerationResult] = asyncio.get_running_loop().create_future()
         await self.queue.put((int(request.shadow), next(self.arrivals), (request, future)))
+        self._arrived()
         return await future
 
     async def call(self, fn: Any, *args: Any) -> Any:
         """Run `fn` on the generation thread (e.g. a model refresh), in order with the model's
         work (between two batches, or two decoding steps)."""
+        self._arrived()
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def _arrived(self) -> None:
+        """Called on the event loop when a request or a call starts waiting for the thread."""
 
     def _refresh(self) -> None:
         try:
@@ -278,6 +284,10 @@ class ContinuousBatcher(_Batcher):
         super().__init__(slot, store, max_batch, max_prompt_tokens, on_batch)
         # Keyed by the LoadedModel's id; touched only on the generation thread.
         self.batches: dict[int, tuple[LoadedModel, RunningBatch]] = {}
+        self.wake = threading.Event()  # a request or a call waits: end the round after a step
+
+    def _arrived(self) -> None:
+        self.wake.set()
 
     @property
     def rows(self) -> int:
@@ -288,6 +298,7 @@ class ContinuousBatcher(_Batcher):
         loop = asyncio.get_running_loop()
         while True:
             waiting: list[_Queued] = []
+            self.wake.clear()  # before draining: what arrives after it wakes the round
             if not self.rows:  # idle: sleep until a request comes
                 waiting.append((await self.queue.get())[2])
             while self.rows + len(waiting) < self.max_batch and not self.queue.empty():
@@ -336,6 +347,22 @@ class ContinuousBatcher(_Batcher):
             )
         finished: list[Row] = []
         failed: list[tuple[Row, Exception]] = []
+        # Step on while nothing ended and nothing new waits: one thread hop per event, not per
+        # token (a hop costs milliseconds when the cores are busy).
+        while True:
+            self._step(joining, finished, failed)
+            joining = {}
+            if settled or finished or failed or not self.rows or self.wake.is_set():
+                return settled + self._settle(finished, failed)
+
+    def _step(
+        self,
+        joining: dict[int, list[Row]],
+        finished: list[Row],
+        failed: list[tuple[Row, Exception]],
+    ) -> None:
+        """Prefill the joining rows and decode one token for every row, batch by batch;
+        collects the rows that ended in `finished` and those of a failed batch in `failed`."""
         stepped = 0
         for key, (loaded, batch) in list(self.batches.items()):
             if loaded.adapter is not None:
@@ -356,7 +383,6 @@ class ContinuousBatcher(_Batcher):
                 del self.batches[key]
         if self.on_batch is not None and stepped:
             self.on_batch(stepped)
-        return settled + self._settle(finished, failed)
 
     def _settle(
         self, finished: list[Row], failed: list[tuple[Row, Exception]]
