@@ -34,9 +34,9 @@ from llmops.data.contracts import Contract, Deduplication, failing_rows
 from llmops.data.dedup import (
     Key,
     MinHashSettings,
+    band_hashes,
     is_near_duplicate,
     key_text,
-    minhashes,
     normalize,
     normalized_prompt,
     record_key,
@@ -237,24 +237,6 @@ def _hash128(name: str, texts: list[str]) -> dict[str, np.ndarray]:
     digests = b"".join(hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts)
     words = np.frombuffer(digests, dtype=">u8").astype(np.uint64).reshape(-1, 2)
     return {f"{name}_hi": words[:, 0].copy(), f"{name}_lo": words[:, 1].copy()}
-
-
-def band_hashes(keys: list[Key], settings: MinHashSettings) -> np.ndarray:
-    """(records, bands) uint64: each band of the key's MinHash (`rows` consecutive values, as
-    an LSH index bands them) folded into one number. Two records share a band's hash when the
-    band is equal (and, rarely, by a collision, which only adds a candidate to confirm)."""
-    bands = settings.num_bands
-    rows = settings.num_perm // bands
-    if not keys:
-        return np.zeros((0, bands), np.uint64)
-    sets = [set(shingles(key_text(k), settings)) for k in keys]
-    digests = np.array([mh.digest() for mh in minhashes(sets, settings)], dtype=np.uint64)
-    digests = digests[:, : bands * rows].reshape(len(keys), bands, rows)
-    folded = np.zeros((len(keys), bands), np.uint64)
-    with np.errstate(over="ignore"):
-        for r in range(rows):
-            folded = folded * np.uint64(0x100000001B3) + digests[:, :, r]
-    return folded
 
 
 def _write_table(url: str, table: pa.Table) -> None:
