@@ -29,7 +29,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ["LLMOPS_HOME"] = tempfile.mkdtemp(prefix="llmops-bench-")
+# --data-path's child processes share their parent's home (and its built models).
+os.environ["LLMOPS_HOME"] = os.environ.get("BENCH_FINETUNE_HOME") or tempfile.mkdtemp(
+    prefix="llmops-bench-"
+)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 from llmops.home import configure_environment  # noqa: E402
@@ -56,7 +59,9 @@ from llmops.model.training import (  # noqa: E402
     LabelLogitsOnly,
     Precision,
     build_lora_model,
+    encode_dataset,
     encode_examples,
+    load_records_dataset,
     make_collator,
     train_lora,
 )
@@ -64,18 +69,20 @@ from llmops.records import instruction_to_messages  # noqa: E402
 
 WORDS = ["open", "settings", "choose", "billing", "press", "save", "export", "invoice", "backup"]
 
-# name -> (TrainSettings overrides, bf16 autocast on CPU); "plain" and "flow" are special.
-VARIANTS: dict[str, tuple[dict, bool]] = {
-    "core padded": ({"packing": False}, False),
-    "core packed": ({}, False),
-    "core packed + label logits": ({"label_logits_only": True}, False),
-    "core packed + label logits + 1 thread": ({"label_logits_only": True, "num_threads": 1}, False),
-    "core packed + label logits + bf16": ({"label_logits_only": True}, True),
-    "core packed + label logits + compile": (
-        {"label_logits_only": True, "torch_compile": True},
-        False,
-    ),
+# name -> the FinetuneConfig speed settings changed; "plain" and "flow" runs are apart.
+VARIANTS: dict[str, dict] = {
+    "core padded": {"packing": False},
+    "core packed": {},
+    "core packed + label logits": {"label_logits_only": True},
+    "core packed + label logits + 1 thread": {"label_logits_only": True, "num_threads": 1},
+    "core packed + label logits + bf16": {"label_logits_only": True, "cpu_bf16": True},
+    "core packed + label logits + bf16 + compile": {
+        "label_logits_only": True,
+        "cpu_bf16": True,
+        "torch_compile": True,
+    },
 }
+SPEED_SETTINGS = ["label_logits_only", "cpu_bf16", "torch_compile"]
 # Compiling takes over a minute here for a same-speed steady state: asked for by name only.
 DEFAULT_VARIANTS = [name for name in VARIANTS if not name.endswith("compile")]
 
@@ -169,13 +176,11 @@ def core_run(
     out: Path,
     clock: StepClock,
     overrides: dict,
-    bf16: bool,
 ) -> None:
     """Our training core (train_lora) with some speed settings changed."""
     base = resolve_base(config.base_model)
     tokenizer = load_tokenizer(base)
     settings = config.model_copy(update=overrides).train_settings()
-    precision = Precision(torch.device("cpu"), bf16=bf16, fp16=False)
     train_lora(
         base,
         tokenizer,
@@ -185,7 +190,6 @@ def core_run(
         out / "checkpoints",
         out / "adapter",
         callbacks=[clock],
-        precision=precision,
     )
 
 
@@ -307,22 +311,16 @@ def data_path_child(mode: str, dataset: Path, model: str, max_seq_len: int) -> N
     """One data-path measurement in this fresh process: records -> first training step."""
     import resource
 
+    tokenizer = load_tokenizer(resolve_base(model))
     started = time.perf_counter()
-    base = resolve_base(model)
-    tokenizer = load_tokenizer(base)
     if mode == "list":
         records = pd.read_parquet(dataset / "train.parquet")
         examples, _ = encode_examples(tokenizer, records["messages"], max_seq_len)
     else:
-        from llmops.model.training import encode_dataset
-
-        examples = encode_dataset(
-            tokenizer,
-            str(dataset / "train.parquet"),
-            max_seq_len,
-            cache_dir=dataset / "hf-cache",
-            streaming=mode == "streaming",
+        raw = load_records_dataset(
+            str(dataset / "train.parquet"), dataset / "hf-cache", streaming=mode == "streaming"
         )
+        examples = encode_dataset(tokenizer, raw, max_seq_len)
     collate = make_collator(tokenizer, packing=True)
     first = next(iter(examples))
     collate([first])
@@ -344,7 +342,8 @@ def measure_data_path(args: argparse.Namespace, scratch: Path) -> dict:
     ]:
         command = [sys.executable, __file__, "--data-path-child", mode, "--model", args.model]
         command += ["--data-dir", str(dataset)]
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        env = {**os.environ, "BENCH_FINETUNE_HOME": os.environ["LLMOPS_HOME"]}
+        out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
         results[label] = json.loads(out.strip().splitlines()[-1])
     print(f"\ndata path, {args.data_records} records, records -> first training step")
     print("| path | seconds | peak RSS MiB |\n|---|---|---|")
@@ -412,6 +411,8 @@ def main() -> None:
         summary = {"bench": "finetune-profile", "model": args.model}
         print(json.dumps({**summary, "parts": print_profile(config, examples)}))
         return
+    # The core variants start from every speed setting off; the flow runs the profile's.
+    speed_off = config.model_copy(update=dict.fromkeys(SPEED_SETTINGS, False))
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()] or DEFAULT_VARIANTS
     names = ["plain padded Trainer + peft script", *chosen]
     if not args.no_flow:
@@ -441,8 +442,7 @@ def main() -> None:
                 )
                 continue
             else:
-                overrides, bf16 = VARIANTS[name]
-                core_run(config, examples, out, clock, overrides, bf16)
+                core_run(speed_off, examples, out, clock, VARIANTS[name])
             runs[name].append(clock.result(args.warmup_steps))
             print(f"round {round_}: {name}: {runs[name][-1]['tokens_per_second']:.0f} tokens/s")
     peaks.append(matmul_peak())
@@ -480,7 +480,7 @@ def main() -> None:
             f"({min(ratios):.2f}-{max(ratios):.2f}) | {warm:.1f} |"
         )
     best = max(chosen, key=lambda n: table[n]["ratio"])
-    label = VARIANTS[best][0].get("label_logits_only", False)
+    label = VARIANTS[best].get("label_logits_only", False)
     flops = table[best]["tokens_per_second"] * executed[label]
     print(
         f"\nbest core variant: {best}; executed {executed[label] / 1e6:.1f} MFLOP/token "

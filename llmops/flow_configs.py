@@ -161,6 +161,11 @@ class FinetuneConfig(FlowConfig):
         None, ge=1, le=1024, description="torch intra-op threads while training (None: torch's)."
     )
     torch_compile: bool = Field(False, description="torch.compile the model (Trainer's option).")
+    cpu_bf16: bool = Field(
+        False,
+        description="On a CPU with native bf16 (AVX512-BF16, AMX): bf16 base weights and "
+        "autocast, LoRA weights in fp32 (changes the numerics; fp32 on other CPUs).",
+    )
     data_streaming: bool = Field(
         False,
         description="SFT: stream the train split (a datasets IterableDataset, tokenized as "
@@ -227,6 +232,7 @@ class FinetuneConfig(FlowConfig):
             label_logits_only=self.label_logits_only,
             num_threads=self.num_threads,
             torch_compile=self.torch_compile,
+            cpu_bf16=self.cpu_bf16,
         )
 
     def preference_settings(self, start_adapter: Path | None) -> PreferenceSettings | None:

@@ -11,7 +11,8 @@ all and needs no custom attention mask. `packing=False` pads each batch to its l
 """
 
 import time
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ class TrainSettings:
     label_logits_only: bool = False
     num_threads: int | None = None
     torch_compile: bool = False
+    cpu_bf16: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,13 @@ class Precision:
         return torch.float16 if self.fp16 else torch.float32
 
 
-def pick_precision(device: torch.device | None = None) -> Precision:
-    """bf16 on CUDA when supported (fp16 otherwise), fp32 on CPU."""
+def pick_precision(device: torch.device | None = None, cpu_bf16: bool = False) -> Precision:
+    """bf16 on CUDA when supported (fp16 otherwise); on CPU fp32, or with `cpu_bf16` bf16
+    where the CPU has native bf16 matmuls (AVX512-BF16 or AMX; fp32 elsewhere)."""
     device = device or pick_device()
     if device.type != "cuda":
-        return Precision(device, bf16=False, fp16=False)
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return Precision(device, bf16=cpu_bf16 and native, fp16=False)
     bf16 = torch.cuda.is_bf16_supported()
     return Precision(device, bf16=bf16, fp16=not bf16)
 
@@ -499,6 +503,19 @@ def make_trainer(
     )
 
 
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `count` for the block (None: left as it is); the
+    setting is process-wide, so it is put back after."""
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def train_lora(
     base: BaseModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -515,9 +532,7 @@ def train_lora(
     """Train (resuming from the checkpoint folder `resume_from` when given), checkpointing into
     `checkpoints_dir`; save the adapter alone to `adapter_dir`; return the training metrics.
     Supervised on encoded examples, or DPO on preference rows when `preference` is given."""
-    precision = precision or pick_precision()
-    if settings.num_threads is not None:
-        torch.set_num_threads(settings.num_threads)  # process-wide: this process trains
+    precision = precision or pick_precision(cpu_bf16=settings.cpu_bf16)
     torch.manual_seed(settings.seed)
     start = preference.start_adapter if preference else None
     model = build_lora_model(base, lora, precision, settings.qlora, start)
@@ -532,7 +547,8 @@ def train_lora(
         preference,
     )
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    with torch_threads(settings.num_threads):
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     wall = time.perf_counter() - started
     # Only the trained adapter: DPO's frozen "ref" copy would otherwise be saved beside it.
     # Under DDP every process holds the same adapter; one writes it (llmops/model/distributed.py).

@@ -26,6 +26,7 @@ from llmops.model.training import (
     make_collator,
     pick_precision,
     preference_examples,
+    torch_threads,
     train_lora,
 )
 from llmops.records import instruction_to_messages
@@ -116,6 +117,17 @@ def test_label_logits_only_computes_the_same_loss_on_fewer_positions(tokenizer) 
             got = model(**only, num_items_in_batch=labels)
         assert got.logits.shape == (labels, expected.logits.shape[-1])
         assert got.loss.item() == pytest.approx(expected.loss.item(), rel=1e-6)
+
+
+def test_cpu_speed_settings_are_opt_in_and_scoped() -> None:
+    cpu = torch.device("cpu")
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert pick_precision(cpu).dtype == torch.float32
+    assert pick_precision(cpu, cpu_bf16=True).bf16 is native
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
 
 
 def test_datasets_path_encodes_like_the_list_and_reuses_its_cache(tmp_path: Path, tokenizer):
