@@ -24,7 +24,6 @@ from llmops.datasets import read_dataset, read_split
 from llmops.model.adapters import fetch_adapter
 from llmops.model.loading import load_model, load_tokenizer, resolve_base
 from llmops.model.metrics import response_token_logprobs
-from llmops.monitoring.embeddings import embed_texts
 from llmops.outputs import EvaluationReport
 from llmops.records import Message, prompt_messages, prompt_text, reference_response, with_answer
 from llmops.tracking import mlflow_client
@@ -157,6 +156,9 @@ def nearest_neighbours(
     k: int,
 ) -> list[Neighbour]:
     """The `k` training examples whose prompts are most similar to `prompt`, closest first."""
+    # Imported here: sentence_transformers takes seconds, and evaluation never needs it.
+    from llmops.monitoring.embeddings import embed_texts
+
     vectors = embed_texts([prompt, *prompts])
     similarity = vectors[1:] @ vectors[0]  # embeddings are unit length: dot = cosine
     closest = np.argsort(-similarity, kind="stable")[:k]

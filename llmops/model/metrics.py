@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from rouge_score import rouge_scorer
-from sacrebleu.metrics import BLEU
 from scipy.stats import bootstrap
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -50,6 +48,10 @@ def text_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[s
     """Per-example BLEU (sentence, 0-100), ROUGE-1/2/L F1, exact match and length in words."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+    # Imported here: rouge_score pulls in nltk (seconds), and a cached rerun scores nothing.
+    from rouge_score import rouge_scorer
+    from sacrebleu.metrics import BLEU
+
     # effective_order: short answers have no 4-grams, and plain sentence BLEU would give 0.
     bleu = BLEU(effective_order=True)
     scorer = rouge_scorer.RougeScorer(list(_ROUGE), use_stemmer=True)

@@ -33,7 +33,6 @@ from transformers import (
     TrainerState,
     TrainingArguments,
 )
-from trl import DPOConfig, DPOTrainer
 
 from llmops.model.cost import BudgetExceededError, ComputeCost, CostSettings, TrainingBudget
 from llmops.model.loading import BaseModel, load_model, pick_device
@@ -484,6 +483,9 @@ def make_trainer(
             processing_class=tokenizer,
             callbacks=callbacks,
         )
+    # Imported here: trl takes seconds to import, and only DPO runs need it.
+    from trl import DPOConfig, DPOTrainer
+
     # trl tokenizes the pairs itself (labels on the answer, like ours); it pads (its padding-free
     # mode is off since its DPO refactor), so `packing` does not apply. Checkpointing stays off
     # like our SFT runs (trl turns it on by default). Given a PeftModel, DPOTrainer copies the
