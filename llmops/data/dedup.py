@@ -25,9 +25,11 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.util import hash_array
 from rapidfuzz.distance import Indel
-from rensa import RMinHash
+from rensa import RMinHash, RMinHashDigestMatrix, RMinHashLSH
 
 WORD = re.compile(r"\w+")
 # For ASCII text `\w` is [A-Za-z0-9_]: mapping every other ASCII character to a space and
@@ -253,26 +255,36 @@ class _Batch:
 
     def __init__(self, keys: list[Key], settings: MinHashSettings):
         self.threshold = settings.threshold
-        self.key_parts = [part for key in keys for part in key]
         self.parts = [len(key) for key in keys]
         self.first_part = np.concatenate([[0], np.cumsum(self.parts)]).astype(np.int64).tolist()
+        self.words, part_start = _part_words([part for key in keys for part in key])
+        self.part_start = part_start.tolist()
         if settings.shingle_unit == "char":
             grams = [shingles(key_text(key), settings) for key in keys]
             self.grams = _hash_tokens([g for key_grams in grams for g in key_grams])
             gram_start = np.concatenate([[0], np.cumsum([len(g) for g in grams])])
         else:
-            words, part_start = _part_words(self.key_parts)
             key_start = part_start[self.first_part]
-            self.grams, gram_start = _word_grams(words, key_start, settings.shingle_size)
+            self.grams, gram_start = _word_grams(self.words, key_start, settings.shingle_size)
         self.gram_bounds = gram_start.astype(np.int64)
         self.gram_start = self.gram_bounds.tolist()
         self._sets: dict[int, set[int]] = {}
-        self._norms: dict[int, str] = {}
+        self._part_lists: dict[int, list[int]] = {}
 
     def shared_buckets(self, settings: MinHashSettings) -> dict[int, list[int]]:
-        """`_shared_buckets` of the keys' MinHash bands."""
-        signatures = _flat_signatures(self.grams, self.gram_bounds, settings)
-        return _shared_buckets(_bands(signatures, settings))
+        """`_shared_buckets` of the keys' MinHash bands.
+
+        rensa's LSH flags the keys that share a band with another (its bands are ours: rows
+        consecutive), and only those are signed again and brought over as arrays. rensa hands
+        a matrix back only as Python lists, and converting all of it took 4x its hashing."""
+        if len(self.parts) < 2:
+            return {}
+        matrix = _digest_matrix(self.grams, self.gram_bounds, settings)
+        lsh = RMinHashLSH(settings.threshold, settings.num_perm, settings.num_bands)
+        rows = np.flatnonzero(np.array(lsh.query_duplicate_flags_matrix_one_shot(matrix), bool))
+        grams, bounds = _select_rows(self.grams, self.gram_bounds, rows)
+        shared = _shared_buckets(_bands(_flat_signatures(grams, bounds, settings), settings))
+        return {int(rows[i]): buckets for i, buckets in shared.items()}
 
     def is_near_duplicate(self, i: int, j: int) -> bool:
         """`is_near_duplicate` of keys i and j."""
@@ -295,15 +307,17 @@ class _Batch:
         return self._sets[i]
 
     def _part_similarity(self, p: int, q: int) -> float:
-        x, y = self._norm(p), self._norm(q)
+        # On the parts' word hashes: the same LCS as on their normalized words (but for a 2^-64
+        # collision), without normalizing each candidate's parts again.
+        x, y = self._part_words(p), self._part_words(q)
         if x == y:  # most parts of a near duplicate are untouched
             return 1.0
-        return Indel.normalized_similarity(x.split(), y.split())
+        return Indel.normalized_similarity(x, y)
 
-    def _norm(self, p: int) -> str:
-        if p not in self._norms:
-            self._norms[p] = normalize(self.key_parts[p])
-        return self._norms[p]
+    def _part_words(self, p: int) -> list[int]:
+        if p not in self._part_lists:
+            self._part_lists[p] = self.words[self.part_start[p] : self.part_start[p + 1]].tolist()
+        return self._part_lists[p]
 
 
 def _pairs(bounds: list[int]) -> zip:
@@ -314,18 +328,26 @@ def _part_words(parts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """The hashes of every part's normalized words, flat, and where each part's begin.
 
     One pass over all parts joined rather than a `normalize` call per part: the separator's
-    "Q" is no word of case-folded text, so its tokens mark where each part ends."""
+    "Q" is no word of case-folded text, so its tokens mark where each part ends. Arrow splits
+    the joined text and encodes the distinct words in C: `str.split` made a Python string per
+    word (3M at 50k keys), which cost more than everything else here together."""
     if not parts:
         return np.zeros(0, _U64), np.zeros(1, np.int64)
-    if all(part.isascii() for part in parts):
-        text = _SEPARATOR.join(part.lower() for part in parts).translate(_ASCII_NON_WORD)
-        tokens = text.split()
-    else:
-        tokens = WORD.findall(_SEPARATOR.join(part.casefold() for part in parts))
-    tokens.append(_SEPARATOR.strip())  # the last part's end
-    codes, distinct = pd.factorize(np.array(tokens, dtype=object))
-    ends = codes == codes[-1]
-    hashes = hash_array(np.asarray(distinct, dtype=object))[codes[~ends]]
+    # ASCII parts: lower + translate is `normalize` without the join; other parts go through
+    # `normalize` itself (translate leaves its output as it is).
+    text = _SEPARATOR.join(
+        part.lower() if part.isascii() else normalize(part) for part in parts
+    ).translate(_ASCII_NON_WORD)
+    end = _SEPARATOR.strip()  # the last part's end
+    # Unlike `str.split`, Arrow's split gives an empty first word for leading whitespace.
+    text = f"{text} {end}".lstrip()
+    words = pc.dictionary_encode(
+        pc.ascii_split_whitespace(pa.array([text], pa.large_string())).flatten()
+    )
+    codes = words.indices.to_numpy()
+    distinct = words.dictionary.to_numpy(zero_copy_only=False)
+    ends = codes == np.flatnonzero(distinct == end)[0]
+    hashes = hash_array(distinct.astype(object))[codes[~ends]]
     # The k-th separator sits after k earlier separators: minus those, it is where part k+1 begins.
     ends_at = np.flatnonzero(ends)
     return hashes, np.concatenate([[0], ends_at - np.arange(len(ends_at))]).astype(np.int64)
@@ -397,17 +419,33 @@ def _shingle_fingerprints(shingle_list: list[str], settings: MinHashSettings) ->
     return _fold_words(words, start, counts, settings.shingle_size)
 
 
-def _flat_signatures(flat: np.ndarray, bounds: np.ndarray, settings: MinHashSettings) -> np.ndarray:
-    if len(bounds) < 2:
-        return np.zeros((0, settings.num_perm), np.uint32)
-    matrix = RMinHash.digest_matrix_from_flat_token_hashes(
+def _digest_matrix(
+    flat: np.ndarray, bounds: np.ndarray, settings: MinHashSettings
+) -> RMinHashDigestMatrix:
+    return RMinHash.digest_matrix_from_flat_token_hashes(
         np.ascontiguousarray(flat, _U64),
         np.asarray(bounds, _U64),
         num_perm=settings.num_perm,
         seed=settings.seed,
     )
+
+
+def _flat_signatures(flat: np.ndarray, bounds: np.ndarray, settings: MinHashSettings) -> np.ndarray:
+    if len(bounds) < 2:
+        return np.zeros((0, settings.num_perm), np.uint32)
     # rensa hands the matrix back only as Python lists, one per key.
-    return np.array(matrix.to_rows(), np.uint32).reshape(-1, settings.num_perm)
+    rows = _digest_matrix(flat, bounds, settings).to_rows()
+    return np.array(rows, np.uint32).reshape(-1, settings.num_perm)
+
+
+def _select_rows(
+    flat: np.ndarray, bounds: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The flat values and bounds of the given rows alone."""
+    lengths = np.diff(bounds)[rows]
+    selected = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    at = np.repeat(bounds[rows] - selected[:-1], lengths) + np.arange(selected[-1])
+    return flat[at], selected
 
 
 @contextmanager

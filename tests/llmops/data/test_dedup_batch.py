@@ -6,9 +6,11 @@ from difflib import SequenceMatcher
 
 import numpy as np
 import pytest
+from pandas.util import hash_array
 
 from llmops.data.dedup import (
     MinHashSettings,
+    _part_words,
     band_hashes,
     cross_matches,
     is_near_duplicate,
@@ -90,3 +92,13 @@ def test_part_check_and_cross_matches_on_planted_pairs():
     ]
     assert near_duplicates(keys, settings) == {1: 0}
     assert cross_matches([keys[1], keys[2]], [keys[0]], settings) == {0: 0}
+
+
+def test_batch_words_are_normalize_words_part_by_part():
+    # Arrow splits the joined parts: leading separators, empty parts, and ASCII parts beside
+    # non-ASCII ones in one batch must give `normalize`'s words, each in its own part.
+    parts = [" ,leading", "", "Ünïcode Straße — Q ½", "\tMIXED_case\x1cQ  q", "", "２ end"]
+    words, starts = _part_words(parts)
+    expected = [normalize(part).split() for part in parts]
+    assert starts.tolist() == [0, 1, 1, 5, 8, 8, 10]
+    assert words.tolist() == hash_array(np.array(sum(expected, []), dtype=object)).tolist()
