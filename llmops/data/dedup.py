@@ -66,7 +66,11 @@ class MinHashSettings:
 
 def render(messages: list[dict]) -> str:
     """Messages as "role: content" lines (the role is part of what is compared)."""
-    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+    return "\n".join(map(_line, messages))
+
+
+def _line(message: dict) -> str:
+    return f"{message['role']}: {message['content']}"
 
 
 def record_key(messages: list[dict], key: DedupKey, rejected: str | None = None) -> Key:
@@ -78,12 +82,15 @@ def record_key(messages: list[dict], key: DedupKey, rejected: str | None = None)
     Two pairs with one prompt and one chosen answer but different rejected answers teach two
     preferences, so they are not copies: the rejected answer is a part of its own, which the
     near-duplicate check compares on its own too."""
-    system = [m for m in messages[:-1] if m["role"] == "system"]
-    turns = [m for m in messages[:-1] if m["role"] != "system"]
+    # One pass over the turns, each rendered once (`render`'s lines): this runs per record.
+    system: list[str] = []
+    turns: list[str] = []
+    for m in messages[:-1]:
+        (system if m["role"] == "system" else turns).append(_line(m))
     if key == "prompt":
-        return (render(turns),)
+        return ("\n".join(turns),)
     pair = (f"rejected: {rejected}",) if rejected is not None else ()
-    return (render(system), render(turns), render(messages[-1:]), *pair)
+    return ("\n".join(system), "\n".join(turns), render(messages[-1:]), *pair)
 
 
 def key_text(key: Key) -> str:
@@ -212,8 +219,9 @@ def near_duplicates(keys: list[Key], settings: MinHashSettings) -> dict[int, int
         kept_in: dict[int, list[int]] = defaultdict(list)  # bucket -> kept keys in it
         duplicates = {}
         for i, shared in batch.shared_buckets(settings).items():
-            candidates = sorted({j for b in shared for j in kept_in[b]})
-            match = next((j for j in candidates if batch.is_near_duplicate(i, j)), None)
+            match = next(
+                (j for j in _members(shared, kept_in) if batch.is_near_duplicate(i, j)), None
+            )
             if match is None:
                 for b in shared:
                     kept_in[b].append(i)
@@ -238,11 +246,19 @@ def cross_matches(
         matches = {}
         for i, shared in buckets.items():
             if i >= n:
-                candidates = sorted({j for b in shared for j in members[b]})
-                hit = next((j for j in candidates if batch.is_near_duplicate(i, j)), None)
+                hit = next(
+                    (j for j in _members(shared, members) if batch.is_near_duplicate(i, j)), None
+                )
                 if hit is not None:
                     matches[i - n] = hit
         return matches
+
+
+def _members(buckets: list[int], members: dict[int, list[int]]) -> list[int]:
+    """The keys in any of the buckets, ascending (each bucket's list is filled in key order)."""
+    if len(buckets) == 1:  # most keys share one bucket: no merge to do
+        return members[buckets[0]]
+    return sorted({j for b in buckets for j in members[b]})
 
 
 class _Batch:
