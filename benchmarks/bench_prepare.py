@@ -113,17 +113,17 @@ def main() -> None:
         start = time.perf_counter()
         pd.read_json(source, lines=True)
         parse_rate = args.records / (time.perf_counter() - start)
-        runs = [
-            measure(source, mode, args.shard_records, tmp)
-            for _ in range(args.repeats)
-            for mode in args.modes
-        ]
-    for run in runs:
-        rate = args.records / run["seconds"]
-        print(
-            f"{run['mode']:>6}: {rate:>9,.0f} records/s, peak RSS {run['peak_rss_mib']:,.0f} MiB "
-            f"(process tree), {run['seconds']:.1f} s, dataset {run['id']}"
-        )
+        runs = []
+        for _ in range(args.repeats):
+            for mode in args.modes:
+                run = measure(source, mode, args.shard_records, tmp)
+                runs.append(run)
+                print(
+                    f"{mode:>6}: {args.records / run['seconds']:>9,.0f} records/s, peak RSS "
+                    f"{run['peak_rss_mib']:,.0f} MiB (process tree), {run['seconds']:.1f} s, "
+                    f"dataset {run['id']}",
+                    flush=True,  # a long run's figures survive an interrupted benchmark
+                )
     if len({(r["id"], r["accepted"], r["exact_duplicates"]) for r in runs}) != 1:
         raise SystemExit("the modes gave different datasets")
     summary: dict = {
