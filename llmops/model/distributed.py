@@ -228,7 +228,7 @@ def _run_child(job: TrainingJob) -> None:
             job.run.local_adapter,
             job.resume_from,
             callbacks,
-            pick_precision(device),
+            pick_precision(device, job.settings.cpu_bf16),
             job.preference,
         )
     except BudgetExceededError as stopped:
