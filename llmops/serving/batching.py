@@ -273,15 +273,8 @@ class ContinuousBatcher(_Batcher):
     requests to the new version while rows in flight finish on the one they started on, and a
     release's challenger decodes in its own batch, step for step beside the champion's."""
 
-    def __init__(
-        self,
-        slot: ModelSlot,
-        store: InferenceStore,
-        max_batch: int,
-        max_prompt_tokens: int,
-        on_batch: Callable[[int], None] | None = None,
-    ) -> None:
-        super().__init__(slot, store, max_batch, max_prompt_tokens, on_batch)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # the parameters of _Batcher
+        super().__init__(*args, **kwargs)
         # Keyed by the LoadedModel's id; touched only on the generation thread.
         self.batches: dict[int, tuple[LoadedModel, RunningBatch]] = {}
         self.wake = threading.Event()  # a request or a call waits: end the round after a step
