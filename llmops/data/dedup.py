@@ -275,6 +275,7 @@ class _Batch:
         self.first_part = np.concatenate([[0], np.cumsum(self.parts)]).astype(np.int64).tolist()
         self.words, part_start = _part_words([part for key in keys for part in key])
         self.part_start = part_start.tolist()
+        self.part_digest = _sequence_digests(self.words, part_start).tolist()
         if settings.shingle_unit == "char":
             grams = [shingles(key_text(key), settings) for key in keys]
             self.grams = _hash_tokens([g for key_grams in grams for g in key_grams])
@@ -325,10 +326,9 @@ class _Batch:
     def _part_similarity(self, p: int, q: int) -> float:
         # On the parts' word hashes: the same LCS as on their normalized words (but for a 2^-64
         # collision), without normalizing each candidate's parts again.
-        x, y = self._part_words(p), self._part_words(q)
-        if x == y:  # most parts of a near duplicate are untouched
-            return 1.0
-        return Indel.normalized_similarity(x, y)
+        if self.part_digest[p] == self.part_digest[q]:  # most parts of a near duplicate are
+            return 1.0  # untouched: no lists to build for them
+        return Indel.normalized_similarity(self._part_words(p), self._part_words(q))
 
     def _part_words(self, p: int) -> list[int]:
         if p not in self._part_lists:
@@ -367,6 +367,17 @@ def _part_words(parts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     # The k-th separator sits after k earlier separators: minus those, it is where part k+1 begins.
     ends_at = np.flatnonzero(ends)
     return hashes, np.concatenate([[0], ends_at - np.arange(len(ends_at))]).astype(np.int64)
+
+
+def _sequence_digests(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """A 64-bit digest of each run of values (from starts[k] to starts[k+1]), order and length
+    included: equal runs get equal digests, others differ but for a 2^-64 collision."""
+    lengths = np.diff(starts)
+    position = np.arange(len(values)) - np.repeat(starts[:-1], lengths)
+    with np.errstate(over="ignore"):
+        # Prefix sums wrap modulo 2^64, so a run's sum is a difference of two of them.
+        sums = np.concatenate([[_U64(0)], np.cumsum(_mix(values + position.astype(_U64)))])
+        return _mix(sums[starts[1:]] - sums[starts[:-1]] + lengths.astype(_U64))
 
 
 def _hash_tokens(tokens: list[str]) -> np.ndarray:
