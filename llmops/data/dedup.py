@@ -8,11 +8,12 @@ answer). The part check is what keeps a paraphrased question with the same canne
 another answer to the same question, from passing as a near duplicate when the shared part is
 long.
 
-The batch path works on arrays, not on a Python object per shingle: every key's words are
-hashed once (64-bit), a word shingle's fingerprint folds the hashes of its words, rensa builds
-the signature matrix from the flat fingerprints in one call, and banding groups equal bands
-with numpy. Only records that share a band with another record reach Python. docs/data.md has
-the profile this layout comes from.
+The batch path works on arrays, not on a Python object per shingle: Arrow splits every key's
+words and each distinct word is hashed once (64-bit), a word shingle's fingerprint folds the
+hashes of its words, rensa builds the signature matrix from the flat fingerprints in one call
+and flags the keys that share a band, and numpy groups those keys' bands. Only records that
+share a band with another record reach Python. docs/data.md has the profiles this layout
+comes from.
 """
 
 import gc
