@@ -16,6 +16,7 @@ S3 credentials and endpoint come from the standard AWS variables (AWS_ENDPOINT_U
     mlflow/                     MLflow artifacts, written through the tracking server (team stack)
 """
 
+import hashlib
 import json
 import os
 import posixpath
@@ -119,6 +120,22 @@ def download_dir(url: str, local: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         fs.get_file(remote, str(target))
     return local
+
+
+def local_file(url: str, folder: Path) -> Path:
+    """The file at `url` on this host's disk: itself when local, else a copy in `folder`, fetched
+    once. Only for files that never change under their URL (a dataset's splits: its folder is
+    named by its content)."""
+    fs, path = _fs(url)
+    if isinstance(fs, LocalFileSystem):
+        return Path(path)
+    target = folder / hashlib.sha256(url.encode()).hexdigest()[:16] / posixpath.basename(path)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{target.name}.partial")  # a killed fetch is never taken
+        fs.get_file(path, str(partial))
+        partial.replace(target)
+    return target
 
 
 def remove(url: str) -> None:

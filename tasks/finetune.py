@@ -73,8 +73,11 @@ def load_training_records(
             raise ValueError(f"dataset {dataset.dataset_id} has no preference pairs for DPO")
         pairs = pairs.loc[pairs["rejected"].notna(), ["messages", "rejected"]]
         return Dataset.from_pandas(pairs, preserve_index=False)
-    split = dataset.split_uri("train")
-    records = load_records_dataset(split, home_path("cache", "datasets"), streaming)
+    # `datasets` refuses remote files offline (HF_HUB_OFFLINE), so a split in the object store
+    # is read from a local copy.
+    cache = home_path("cache", "datasets")
+    split = store.local_file(dataset.split_uri("train"), cache / "splits")
+    records = load_records_dataset(str(split), cache, streaming)
     if next(iter(records), None) is None:
         raise ValueError(f"dataset {dataset.dataset_id} has no training records")
     return records
