@@ -1,27 +1,26 @@
 """Exact and near-duplicate detection over a record's key: the whole example (system message,
 every turn and the answer) or the prompt alone, as the data contract says.
 
-Near duplicates use MinHash (`rensa`, Rust) + LSH banding over the whole key to find
-candidates, then confirm each candidate exactly: the Jaccard of the two shingle sets reaches
-the threshold, and so does the word-level similarity of each part of the key (system, prompt,
-answer). The part check is what keeps a paraphrased question with the same canned answer, or
-another answer to the same question, from passing as a near duplicate when the shared part is
-long.
+Near duplicates use MinHash + LSH banding over the whole key to find candidates, then confirm
+each candidate exactly: the Jaccard of the two shingle sets reaches the threshold, and so does
+the word-level similarity of each part of the key (system, prompt, answer). The part check is
+what keeps a paraphrased question with the same canned answer, or another answer to the same
+question, from passing as a near duplicate when the shared part is long.
 
 The batch path works on arrays, not on a Python object per shingle: Arrow splits every key's
 words and each distinct word is hashed once (64-bit), a word shingle's fingerprint folds the
-hashes of its words, rensa builds the signature matrix from the flat fingerprints in one call
-and flags the keys that share a band, and numpy groups those keys' bands. Only records that
-share a band with another record reach Python. docs/data.md has the profiles this layout
-comes from.
+hashes of its words, a compiled loop (`dedup_kernels`, numba) signs the flat fingerprints,
+numpy groups equal bands, and another compiled loop confirms the candidates keep-first. Only
+the found pairs come back as Python objects. docs/data.md has the profiles this layout comes
+from.
 """
 
 import gc
 import re
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -30,7 +29,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.util import hash_array
 from rapidfuzz.distance import Indel
-from rensa import RMinHash, RMinHashDigestMatrix, RMinHashLSH
 
 WORD = re.compile(r"\w+")
 # For ASCII text `\w` is [A-Za-z0-9_]: mapping every other ASCII character to a space and
@@ -40,6 +38,7 @@ _ASCII_NON_WORD = str.maketrans(
 )
 _SEPARATOR = " Q "  # between parts of a key when all are tokenized at once
 _U64 = np.uint64
+_MASK64 = (1 << 64) - 1
 _FOLD = _U64(0x100000001B3)  # FNV-1a's 64-bit prime: folds a band's values into one
 
 DedupKey = Literal["example", "prompt"]
@@ -122,33 +121,11 @@ def shingles(text: str, settings: MinHashSettings) -> list[str]:
     return [" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))]
 
 
-@dataclass(frozen=True)
-class Signature:
-    """One key's MinHash values (a row of `signature_matrix`)."""
-
-    values: tuple[int, ...]
-
-    def digest(self) -> list[int]:
-        return list(self.values)
-
-
-def minhashes(shingle_sets: list[set[str]], settings: MinHashSettings) -> list[Signature]:
-    """One MinHash per shingle set; equal to the `signature_matrix` row of the key the set
-    came from."""
-    with _collector_paused():
-        shingle_lists = [list(shingle_set) for shingle_set in shingle_sets]
-        fingerprints = _shingle_fingerprints([s for lst in shingle_lists for s in lst], settings)
-        bounds = np.concatenate([[0], np.cumsum([len(lst) for lst in shingle_lists])])
-        rows = _flat_signatures(fingerprints, bounds.astype(np.int64), settings)
-        return [Signature(tuple(row)) for row in rows.tolist()]
-
-
 def signature_matrix(keys: list[Key], settings: MinHashSettings) -> np.ndarray:
     """(keys, num_perm) uint32: each key's MinHash; a row depends on its key alone, so shards
     signed apart agree with a batch signed at once."""
-    with _collector_paused():
-        batch = _Batch(keys, settings)
-        return _flat_signatures(batch.grams, batch.gram_bounds, settings)
+    batch = _Batch(keys, settings)
+    return _signatures(batch.grams, batch.gram_bounds, settings)
 
 
 def band_hashes(keys: list[Key], settings: MinHashSettings) -> np.ndarray:
@@ -215,20 +192,8 @@ def near_duplicates(keys: list[Key], settings: MinHashSettings) -> dict[int, int
     Keys are visited in order and only kept ones can be matched, so each cluster keeps its
     first member: deterministic for a given input order.
     """
-    with _collector_paused():
-        batch = _Batch(keys, settings)
-        kept_in: dict[int, list[int]] = defaultdict(list)  # bucket -> kept keys in it
-        duplicates = {}
-        for i, shared in batch.shared_buckets(settings).items():
-            match = next(
-                (j for j in _members(shared, kept_in) if batch.is_near_duplicate(i, j)), None
-            )
-            if match is None:
-                for b in shared:
-                    kept_in[b].append(i)
-            else:
-                duplicates[i] = match
-        return duplicates
+    batch = _Batch(keys, settings)
+    return batch.first_matches(settings, np.ones(len(keys), bool), keep_unmatched=True)
 
 
 def cross_matches(
@@ -236,109 +201,66 @@ def cross_matches(
 ) -> dict[int, int]:
     """Map each query index to a corpus index it near-duplicates (used for contamination)."""
     n = len(corpus)
-    with _collector_paused():
-        batch = _Batch(corpus + queries, settings)  # corpus first: positions below n
-        buckets = batch.shared_buckets(settings)
-        members: dict[int, list[int]] = defaultdict(list)  # bucket -> corpus keys in it
-        for j, shared in buckets.items():
-            if j < n:
-                for b in shared:
-                    members[b].append(j)
-        matches = {}
-        for i, shared in buckets.items():
-            if i >= n:
-                hit = next(
-                    (j for j in _members(shared, members) if batch.is_near_duplicate(i, j)), None
-                )
-                if hit is not None:
-                    matches[i - n] = hit
-        return matches
-
-
-def _members(buckets: list[int], members: dict[int, list[int]]) -> list[int]:
-    """The keys in any of the buckets, ascending (each bucket's list is filled in key order)."""
-    if len(buckets) == 1:  # most keys share one bucket: no merge to do
-        return members[buckets[0]]
-    return sorted({j for b in buckets for j in members[b]})
+    batch = _Batch(corpus + queries, settings)  # corpus first: positions below n
+    is_query = np.arange(n + len(queries)) >= n  # the corpus is never checked, always joins
+    matches = batch.first_matches(settings, is_query, keep_unmatched=False)
+    return {i - n: j for i, j in matches.items()}
 
 
 class _Batch:
-    """Keys as arrays: their words hashed, their shingle fingerprints and signatures, and the
-    exact confirmation of a candidate pair.
+    """Keys as arrays: their words hashed, their shingle fingerprints, and the parts' digests.
 
     Word hashes are 64-bit and a word shingle's fingerprint mixes them, so the Jaccard of two
     fingerprint sets is the Jaccard of the shingle sets unless two distinct shingles collide
-    (about 2^-64 a pair). The part check compares the normalized parts themselves."""
+    (about 2^-64 a pair). The part check compares the parts' word hashes: the same LCS as on
+    their normalized words (but for a 2^-64 collision)."""
 
     def __init__(self, keys: list[Key], settings: MinHashSettings):
-        self.threshold = settings.threshold
-        self.parts = [len(key) for key in keys]
-        self.first_part = np.concatenate([[0], np.cumsum(self.parts)]).astype(np.int64).tolist()
-        self.words, part_start = _part_words([part for key in keys for part in key])
-        self.part_start = part_start.tolist()
-        self.part_digest = _sequence_digests(self.words, part_start).tolist()
-        if settings.shingle_unit == "char":
-            grams = [shingles(key_text(key), settings) for key in keys]
-            self.grams = _hash_tokens([g for key_grams in grams for g in key_grams])
-            gram_start = np.concatenate([[0], np.cumsum([len(g) for g in grams])])
-        else:
-            key_start = part_start[self.first_part]
-            self.grams, gram_start = _word_grams(self.words, key_start, settings.shingle_size)
-        self.gram_bounds = gram_start.astype(np.int64)
-        self.gram_start = self.gram_bounds.tolist()
-        self._sets: dict[int, set[int]] = {}
-        self._part_lists: dict[int, list[int]] = {}
+        with _collector_paused():
+            self.parts = np.array([len(key) for key in keys], np.int64)
+            self.first_part = np.concatenate([[0], np.cumsum(self.parts)]).astype(np.int64)
+            self.words, self.part_start = _part_words([part for key in keys for part in key])
+            self.part_digest = _sequence_digests(self.words, self.part_start)
+            if settings.shingle_unit == "char":
+                grams = [shingles(key_text(key), settings) for key in keys]
+                self.grams = _hash_tokens([g for key_grams in grams for g in key_grams])
+                gram_start = np.concatenate([[0], np.cumsum([len(g) for g in grams])])
+            else:
+                key_start = self.part_start[self.first_part]
+                self.grams, gram_start = _word_grams(self.words, key_start, settings.shingle_size)
+            self.gram_bounds = gram_start.astype(np.int64)
 
-    def shared_buckets(self, settings: MinHashSettings) -> dict[int, list[int]]:
-        """`_shared_buckets` of the keys' MinHash bands.
+    def first_matches(
+        self, settings: MinHashSettings, check: np.ndarray, keep_unmatched: bool
+    ) -> dict[int, int]:
+        """`dedup_kernels.keep_first` over the keys that share a MinHash band with another,
+        as {key: the earliest key it matches}."""
+        from llmops.data import dedup_kernels  # numba's import (0.2 s) only where it is used
 
-        rensa's LSH flags the keys that share a band with another (its bands are ours: rows
-        consecutive), and only those are signed again and brought over as arrays. rensa hands
-        a matrix back only as Python lists, and converting all of it took 4x its hashing."""
         if len(self.parts) < 2:
             return {}
-        matrix = _digest_matrix(self.grams, self.gram_bounds, settings)
-        lsh = RMinHashLSH(settings.threshold, settings.num_perm, settings.num_bands)
-        rows = np.flatnonzero(np.array(lsh.query_duplicate_flags_matrix_one_shot(matrix), bool))
-        grams, bounds = _select_rows(self.grams, self.gram_bounds, rows)
-        shared = _shared_buckets(_bands(_flat_signatures(grams, bounds, settings), settings))
-        return {int(rows[i]): buckets for i, buckets in shared.items()}
-
-    def is_near_duplicate(self, i: int, j: int) -> bool:
-        """`is_near_duplicate` of keys i and j."""
-        if self.parts[i] != self.parts[j]:
-            return False
-        a, b = self._gram_set(i), self._gram_set(j)
-        if min(len(a), len(b)) < self.threshold * max(len(a), len(b)):
-            return False  # the Jaccard is at most the ratio of the sizes
-        shared = len(a & b)
-        if shared < self.threshold * (len(a) + len(b) - shared):
-            return False
-        p, q = self.first_part[i], self.first_part[j]
-        return self.parts[i] == 1 or all(
-            self._part_similarity(p + k, q + k) >= self.threshold for k in range(self.parts[i])
+        bucket = _shared_buckets(
+            _bands(_signatures(self.grams, self.gram_bounds, settings), settings)
         )
-
-    def _gram_set(self, i: int) -> set[int]:
-        if i not in self._sets:
-            self._sets[i] = set(self.grams[self.gram_start[i] : self.gram_start[i + 1]].tolist())
-        return self._sets[i]
-
-    def _part_similarity(self, p: int, q: int) -> float:
-        # On the parts' word hashes: the same LCS as on their normalized words (but for a 2^-64
-        # collision), without normalizing each candidate's parts again.
-        if self.part_digest[p] == self.part_digest[q]:  # most parts of a near duplicate are
-            return 1.0  # untouched: no lists to build for them
-        return Indel.normalized_similarity(self._part_words(p), self._part_words(q))
-
-    def _part_words(self, p: int) -> list[int]:
-        if p not in self._part_lists:
-            self._part_lists[p] = self.words[self.part_start[p] : self.part_start[p + 1]].tolist()
-        return self._part_lists[p]
-
-
-def _pairs(bounds: list[int]) -> zip:
-    return zip(bounds[:-1], bounds[1:], strict=True)
+        rows = np.flatnonzero((bucket >= 0).any(axis=1))
+        capacity = np.bincount(bucket[bucket >= 0], minlength=int(bucket.max()) + 1)
+        found = dedup_kernels.keep_first(
+            rows,
+            np.ascontiguousarray(bucket[rows]),
+            capacity.astype(np.int64),
+            check,
+            keep_unmatched,
+            self.grams,
+            self.gram_bounds,
+            self.parts,
+            self.first_part,
+            self.part_digest,
+            self.words,
+            self.part_start,
+            settings.threshold,
+        )
+        hit = found >= 0
+        return dict(zip(rows[hit].tolist(), found[hit].tolist(), strict=True))
 
 
 def _part_words(parts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -435,53 +357,46 @@ def _word_grams(words: np.ndarray, starts: np.ndarray, n: int) -> tuple[np.ndarr
     return _fold_words(words, start, np.minimum(lengths[key], n), n), gram_start
 
 
-def _shingle_fingerprints(shingle_list: list[str], settings: MinHashSettings) -> np.ndarray:
-    """The fingerprints `_Batch` gives these shingles: mixed word hashes, or for character
-    shingles the hash of the shingle."""
-    if settings.shingle_unit == "char":
-        return _hash_tokens(shingle_list)
-    # A word shingle is its normalized words joined by single spaces ("" for an empty key).
-    counts = np.array([s.count(" ") + 1 if s else 0 for s in shingle_list], np.int64)
-    words = _hash_tokens(" ".join(filter(None, shingle_list)).split(" ") if counts.any() else [])
-    start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    return _fold_words(words, start, counts, settings.shingle_size)
+def _signatures(flat: np.ndarray, bounds: np.ndarray, settings: MinHashSettings) -> np.ndarray:
+    """(rows, num_perm) uint32 MinHash of each row of flat fingerprints."""
+    from llmops.data import dedup_kernels  # numba's import (0.2 s) only where it is used
+
+    a, b = _permutations(settings.num_perm, settings.seed)
+    return dedup_kernels.signatures(np.ascontiguousarray(flat, _U64), bounds, a, b)
 
 
-def _digest_matrix(
-    flat: np.ndarray, bounds: np.ndarray, settings: MinHashSettings
-) -> RMinHashDigestMatrix:
-    return RMinHash.digest_matrix_from_flat_token_hashes(
-        np.ascontiguousarray(flat, _U64),
-        np.asarray(bounds, _U64),
-        num_perm=settings.num_perm,
-        seed=settings.seed,
-    )
+@cache
+def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """rensa's (a, b) pairs: xoshiro256++ seeded through splitmix64 (rand_xoshiro's
+    `seed_from_u64`), a = next | 1, b = next, per permutation."""
+    state, words = seed, []
+    for _ in range(4):
+        state = (state + 0x9E3779B97F4A7C15) & _MASK64
+        words.append(int(_mix(np.array([state], _U64))[0]))
+    pairs = []
+    for _ in range(2 * num_perm):
+        pairs.append((_rotl(words[0] + words[3], 23) + words[0]) & _MASK64)
+        shifted = (words[1] << 17) & _MASK64
+        words[2] ^= words[0]
+        words[3] ^= words[1]
+        words[1] ^= words[2]
+        words[0] ^= words[3]
+        words[2] ^= shifted
+        words[3] = _rotl(words[3], 45)
+    raw = np.array(pairs, _U64)
+    return raw[0::2] | _U64(1), raw[1::2]
 
 
-def _flat_signatures(flat: np.ndarray, bounds: np.ndarray, settings: MinHashSettings) -> np.ndarray:
-    if len(bounds) < 2:
-        return np.zeros((0, settings.num_perm), np.uint32)
-    # rensa hands the matrix back only as Python lists, one per key.
-    rows = _digest_matrix(flat, bounds, settings).to_rows()
-    return np.array(rows, np.uint32).reshape(-1, settings.num_perm)
-
-
-def _select_rows(
-    flat: np.ndarray, bounds: np.ndarray, rows: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The flat values and bounds of the given rows alone."""
-    lengths = np.diff(bounds)[rows]
-    selected = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    at = np.repeat(bounds[rows] - selected[:-1], lengths) + np.arange(selected[-1])
-    return flat[at], selected
+def _rotl(value: int, bits: int) -> int:
+    value &= _MASK64
+    return ((value << bits) | (value >> (64 - bits))) & _MASK64
 
 
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector. The batch path makes hundreds of thousands of lists
     and sets, none in a cycle (reference counting frees them), and each burst of them makes the
-    collector walk the caller's whole heap, every record: 2.5x slower to_rows at 100k keys,
-    30% slower near_duplicates."""
+    collector walk the caller's whole heap, every record (30% slower near_duplicates)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -502,9 +417,9 @@ def _bands(signatures: np.ndarray, settings: MinHashSettings) -> np.ndarray:
     return folded
 
 
-def _shared_buckets(bands: np.ndarray) -> dict[int, list[int]]:
-    """For each key that shares a band with another key, in key order: the ids of the buckets
-    (band, value) it shares. A key in no shared bucket can match nothing and is left out."""
+def _shared_buckets(bands: np.ndarray) -> np.ndarray:
+    """(keys, bands) int64: the dense id of the bucket (band, value) each key is in when another
+    key shares it, else -1. A key in no shared bucket can match nothing."""
     n, num_bands = bands.shape
     bucket = np.full((n, num_bands), -1, np.int64)
     next_id = 0
@@ -514,8 +429,4 @@ def _shared_buckets(bands: np.ndarray) -> dict[int, list[int]]:
         ids = np.cumsum(counts > 1) - 1 + next_id  # dense ids for shared buckets
         bucket[shared, b] = ids[inverse[shared]]
         next_id += int((counts > 1).sum())
-    rows = np.flatnonzero((bucket >= 0).any(axis=1))
-    return {
-        int(i): [b for b in row if b >= 0]
-        for i, row in zip(rows, bucket[rows].tolist(), strict=True)
-    }
+    return bucket
