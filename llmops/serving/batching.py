@@ -372,7 +372,13 @@ class ContinuousBatcher(_Batcher):
                 failed += [(row, error) for row in rows]
                 del self.batches[key]
                 continue
-            if not len(batch):  # also lets a swapped-out model go once its last row is done
+            # An idle batch of a served model stays, with its cached prompt prefix; a swapped-out
+            # model goes once its last row is done.
+            if (
+                not len(batch)
+                and loaded is not self.slot.loaded
+                and loaded is not self.slot.challenger
+            ):
                 del self.batches[key]
         if self.on_batch is not None and stepped:
             self.on_batch(stepped)

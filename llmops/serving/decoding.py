@@ -6,6 +6,13 @@ it. A step feeds every row its last token and picks each row's next one; newcome
 together, then their caches are padded and stacked onto the running one; finished rows are cut
 out and all-padding columns trimmed, so the cache is only ever as long as the longest live row.
 
+Prefix caching: the batch keeps the keys and values of one prompt prefix (the chat template's
+system prompt, which every chat request to a model starts with). Newcomers that all start with
+at least MIN_SHARED of its tokens get those copied in and prefill only the rest, laid out
+[prefix | padding | own tokens]; positions count real tokens, so padding in the middle is
+invisible. A miss (a prefill from scratch) stores its longest prompt; the first hit cuts the
+entry down to what was shared, so it holds the common prefix, not one caller's question.
+
 Written over transformers' DynamicCache instead of its own continuous batching
 (transformers.generation.continuous_batching), which does run on CPU and decodes greedy answers
 identical to `generate` here, because one of its managers fixes greedy-or-sampling for all its
@@ -31,6 +38,10 @@ from transformers.generation.logits_process import (
 )
 
 from llmops.model.generation import RowText, decode_answer
+
+# Fewer shared tokens than this is a chance match (a chat template's first marker), not a shared
+# system prompt: such a join prefills from scratch and replaces the cached prefix.
+MIN_SHARED = 8
 
 
 @dataclass
@@ -60,6 +71,8 @@ class RunningBatch:
         self.stop_ids = {*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id}
         self.top_k, self.top_p = config.top_k, config.top_p  # what sampled `generate` applies
         self.rows: list[Row] = []
+        self.prefix_ids: list[int] = []  # the cached prompt prefix (see the module docstring)
+        self.prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] = []  # per layer [1, heads, P, dim]
         self.cache: DynamicCache | None = None
         self.mask = torch.zeros(0, 0, dtype=torch.long)  # [rows, cached positions]: 1 = real
         self.next_ids = torch.zeros(0, dtype=torch.long)  # [rows]: the token each row feeds next
@@ -72,15 +85,22 @@ class RunningBatch:
         """Prefill `rows` together and add them; returns those already finished (first token a
         stop token, or max_new_tokens 1), which are not added."""
         pad = self.tokenizer.pad_token_id
-        width = max(len(r.prompt_ids) for r in rows)
-        ids = torch.tensor([[pad] * (width - len(r.prompt_ids)) + r.prompt_ids for r in rows])
-        mask = torch.tensor(
-            [[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in rows]
-        )
         cache = DynamicCache(config=self.model.config)
         if not all(type(layer) is DynamicLayer for layer in cache.layers):
             raise ValueError("continuous batching needs full-attention layers; use static")
+        shared = self._shared_prefix(rows)
+        if shared:
+            for layer, (keys, values) in zip(cache.layers, self.prefix_kv, strict=True):
+                layer.update(
+                    keys[..., :shared, :].expand(len(rows), -1, -1, -1),
+                    values[..., :shared, :].expand(len(rows), -1, -1, -1),
+                )
+        own = [r.prompt_ids[shared:] for r in rows]
+        width = max(len(o) for o in own)
+        ids = torch.tensor([[pad] * (width - len(o)) + o for o in own])
+        mask = torch.tensor([[1] * shared + [0] * (width - len(o)) + [1] * len(o) for o in own])
         logits = self._forward(ids, mask, cache)
+        self._keep_prefix(rows, cache, shared)
         if self.cache is None:
             self.cache, self.mask = cache, mask
         else:
@@ -102,6 +122,33 @@ class RunningBatch:
         for row in rows:
             row.done = True
         self._drop_finished()
+
+    def _shared_prefix(self, rows: Sequence[Row]) -> int:
+        """How many leading tokens of the cached prefix every row starts with (each row keeps
+        at least one token to feed, whose logits give its first answer token); 0 below
+        MIN_SHARED."""
+        shared = min(
+            min(_common_start(self.prefix_ids, r.prompt_ids), len(r.prompt_ids) - 1) for r in rows
+        )
+        return shared if shared >= MIN_SHARED else 0
+
+    def _keep_prefix(self, rows: Sequence[Row], cache: DynamicCache, shared: int) -> None:
+        """After a prefill: cut the entry to what a hit shared; on a miss store the longest
+        prompt (all real columns: the others are padded to its width)."""
+        if shared:
+            if shared < len(self.prefix_ids):
+                self.prefix_ids = self.prefix_ids[:shared]
+                self.prefix_kv = [
+                    (k[..., :shared, :], v[..., :shared, :]) for k, v in self.prefix_kv
+                ]
+            return
+        longest = max(range(len(rows)), key=lambda i: len(rows[i].prompt_ids))
+        self.prefix_ids = list(rows[longest].prompt_ids)
+        # Cloned: a slice would keep the whole newcomers' cache alive after they leave.
+        self.prefix_kv = [
+            (layer.keys[longest : longest + 1].clone(), layer.values[longest : longest + 1].clone())
+            for layer in cache.layers
+        ]
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
         """The next-token logits [rows, vocab] after feeding `ids` [rows, new] on `cache`."""
@@ -172,6 +219,12 @@ class RunningBatch:
             layer.keys = layer.keys[index.to(layer.keys.device), :, first:]
             layer.values = layer.values[index.to(layer.values.device), :, first:]
         return finished
+
+
+def _common_start(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens `a` and `b` share."""
+    pairs = zip(a, b, strict=False)  # up to the shorter one
+    return next((i for i, (x, y) in enumerate(pairs) if x != y), min(len(a), len(b)))
 
 
 def _left_pad(tensor: torch.Tensor, length: int) -> torch.Tensor:

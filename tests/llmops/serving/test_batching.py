@@ -241,6 +241,32 @@ def test_continuous_joined_rows_compute_what_they_compute_alone_and_leave_no_pad
     assert len(short.tokens) == 3 and len(long.tokens) == 5
 
 
+def test_continuous_newcomers_reuse_the_cached_prefix_and_compute_what_they_compute_alone(
+    versions: Versions,
+) -> None:
+    tokenizer = versions.tokenizer
+    shared = "a b c d e f g h i j"  # 10 tokens, then each prompt's own
+    first_ids, a_ids, b_ids = (
+        tokenizer(f"{shared} {own}")["input_ids"] for own in ["k l m", "x y", "q"]
+    )
+    batch = RunningBatch(versions.model, tokenizer)
+    batch.join([Row("first", first_ids, 32, 0.0)])
+    assert batch.prefix_ids == first_ids  # a miss stores its prompt
+    batch.step()
+    assert batch.join([Row("a", a_ids, 32, 0.0), Row("b", b_ids, 32, 0.0)]) == []
+    # The hit copied the 10 shared tokens in and cut the entry down to them.
+    assert batch.prefix_ids == tokenizer(shared)["input_ids"] and len(batch.prefix_ids) == 10
+    assert batch.prefix_kv[0][0].shape[2] == 10
+    assert (len(a_ids), len(b_ids)) == (12, 11)
+    # [left padding to the running row | prefix | padding to the longer newcomer | own tokens]
+    assert batch.mask[2].tolist() == [0, 0] + [1] * 10 + [0] + [1]
+    batch.step()
+    keys = batch.cache.layers[-1].keys
+    for row, text in [(1, f"{shared} x y"), (2, f"{shared} q")]:
+        alone = _last_layer_keys([text], versions, 1)
+        assert torch.allclose(keys[row][:, batch.mask[row].bool()], alone, atol=1e-5)
+
+
 @pytest.mark.parametrize("batching", ["static", "continuous"])
 def test_both_batchers_fail_a_bad_prompt_alone(
     versions: Versions, tmp_path: Path, batching: str
