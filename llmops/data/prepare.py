@@ -25,7 +25,7 @@ from llmops.data.dedup import (
     normalized_prompt,
     record_key,
 )
-from llmops.data.pii import redact
+from llmops.data.pii import redact_into
 from llmops.records import OPTIONAL_COLUMNS, RECORD_COLUMNS, reference_response
 
 
@@ -50,14 +50,13 @@ def redact_records(frame: pd.DataFrame, mode: str) -> tuple[pd.DataFrame, list[d
     for messages, rejected, metadata in zip(
         frame["messages"], _column(frame, "rejected"), _column(frame, "metadata"), strict=True
     ):
-        found: Counter = Counter()
+        before = totals.total()  # the record holds PII iff its texts add to the counts
         new_messages.append(
-            [{"role": m["role"], "content": _redact_into(m["content"], found)} for m in messages]
+            [{"role": m["role"], "content": redact_into(m["content"], totals)} for m in messages]
         )
-        new_rejected.append(_redact_into(rejected, found) if isinstance(rejected, str) else None)
-        new_metadata.append({k: _redact_into(v, found) for k, v in (metadata or {}).items()})
-        totals += found
-        has_pii.append(bool(found))
+        new_rejected.append(redact_into(rejected, totals) if isinstance(rejected, str) else None)
+        new_metadata.append({k: redact_into(v, totals) for k, v in (metadata or {}).items()})
+        has_pii.append(totals.total() > before)
     frame = frame.assign(
         messages=new_messages, rejected=new_rejected, metadata=new_metadata, pii=has_pii
     )
@@ -69,13 +68,6 @@ def redact_records(frame: pd.DataFrame, mode: str) -> tuple[pd.DataFrame, list[d
         for row in dropped.itertuples()
     ]
     return frame[~frame["pii"]], rejected, totals
-
-
-def _redact_into(text: str, found: Counter) -> str:
-    """`text` redacted, its PII counted into `found`."""
-    redacted, counts = redact(text)
-    found.update(counts)
-    return redacted
 
 
 def _column(frame: pd.DataFrame, name: str) -> list:
@@ -132,7 +124,12 @@ def split_records(
 
 def split_bucket(messages: list[dict], seed: int) -> float:
     """A record's place in [0, 1) for the split: a seeded hash of its normalized prompt."""
-    digest = hashlib.sha256(f"{seed}:{normalized_prompt(messages)}".encode()).digest()
+    return prompt_bucket(normalized_prompt(messages), seed)
+
+
+def prompt_bucket(prompt: str, seed: int) -> float:
+    """`split_bucket` of a record whose normalized prompt is `prompt`."""
+    digest = hashlib.sha256(f"{seed}:{prompt}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
