@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llmops import store
+from llmops.collector import collector_paused
 from llmops.data import eda, ingest
 from llmops.data.contracts import Contract, Deduplication, failing_rows
 from llmops.data.dedup import (
@@ -38,7 +39,6 @@ from llmops.data.dedup import (
     is_near_duplicate,
     key_text,
     normalize,
-    normalized_prompt,
     record_key,
     shingles,
 )
@@ -46,8 +46,8 @@ from llmops.data.errors import SourceUnreadableError
 from llmops.data.prepare import (
     as_records,
     dumps_jsonl,
+    prompt_bucket,
     redact_records,
-    split_bucket,
 )
 from llmops.datasets import encode_split
 from llmops.records import OPTIONAL_COLUMNS, RECORD_COLUMNS, reference_response
@@ -158,6 +158,11 @@ class ShardSettings:
 def prepare_shard(shard: Shard, contract: Contract, settings: ShardSettings) -> ShardSummary:
     """Read, validate (GX), redact and sign one shard; write its records, signatures and
     quarantined rows under `scratch`/shard-N/ and return the counts."""
+    with collector_paused():
+        return _prepare_shard(shard, contract, settings)
+
+
+def _prepare_shard(shard: Shard, contract: Contract, settings: ShardSettings) -> ShardSummary:
     items, ingest_rejected = read_shard(shard, settings.storage_options)
     records = ingest.flatten(items)
     failures, expectations = failing_rows(records, contract) if len(records) else ({}, {})
@@ -206,15 +211,27 @@ def sign_records(
     whether the optional record columns hold a value."""
     messages = frame["messages"].tolist()
     pairs = frame["rejected"].tolist() if "rejected" in frame else [None] * len(frame)
-    keys = [record_key(m, rules.key, r) for m, r in zip(messages, pairs, strict=True)]
-    dkeys = [record_key(m, rules.decontamination_key) for m in messages]
+    # The prompt key serves the prompt hash, the split and (by default) decontamination:
+    # each record's is built once.
+    prompt_keys = [record_key(m, "prompt") for m in messages]
+    keys = (
+        prompt_keys
+        if rules.key == "prompt"
+        else [record_key(m, rules.key, r) for m, r in zip(messages, pairs, strict=True)]
+    )
+    dkeys = (
+        prompt_keys
+        if rules.decontamination_key == "prompt"
+        else [record_key(m, rules.decontamination_key) for m in messages]
+    )
+    prompts = [normalize(key_text(k)) for k in prompt_keys]  # normalized_prompt of each
     columns: dict[str, Any] = {
         "record_id": frame["record_id"].astype(str).tolist(),
         "source": frame["source"].tolist(),
         **_hash128("exact", [normalize(key_text(k)) for k in keys]),
         **_hash128("answer", [normalize(reference_response(m)) for m in messages]),
-        **_hash128("prompt", [normalized_prompt(m) for m in messages]),
-        "is_eval": np.array([split_bucket(m, seed) < eval_fraction for m in messages], bool),
+        **_hash128("prompt", prompts),
+        "is_eval": np.array([prompt_bucket(p, seed) < eval_fraction for p in prompts], bool),
         "key": pa.array([list(k) for k in keys], pa.list_(pa.string())),
         "dkey": pa.array([list(k) for k in dkeys], pa.list_(pa.string())),
     }
@@ -340,11 +357,12 @@ def band_candidates(
     positions = np.flatnonzero(alive)
     order = positions[np.argsort(values[positions], kind="stable")]
     sorted_values = values[order]
-    boundaries = np.flatnonzero(sorted_values[1:] != sorted_values[:-1]) + 1
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    shared = ends - starts > 1  # most buckets hold one record: only the others reach Python
     pairs = []
-    for bucket in np.split(order, boundaries):
-        if len(bucket) < 2:
-            continue
+    for start, end in zip(starts[shared].tolist(), ends[shared].tolist(), strict=True):
+        bucket = order[start:end]
         if is_eval is None:
             pairs += [(i, j) for k, i in enumerate(bucket) for j in bucket[:k]]
         else:
