@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from llmops.data.contracts import Deduplication, load_contract
+from llmops.data.contracts import Deduplication, failing_rows, load_contract
+from llmops.data.ingest import FLAT_COLUMNS, flatten
 
 CONTRACTS = Path(__file__).resolve().parents[3] / "data_contracts"
 
@@ -48,3 +49,21 @@ def test_a_wrong_deduplication_section_is_one_clear_error(tmp_path: Path, sectio
     with pytest.raises(ValueError, match=error) as raised:
         load_contract(write_contract(tmp_path, section))
     assert "\n" not in str(raised.value)
+
+
+def test_gx_sees_the_named_columns_or_for_a_table_expectation_the_whole_frame(tmp_path: Path):
+    # Column expectations get `row` and their columns only (the lists and dicts cost GX time);
+    # a table-level expectation must still see every column.
+    records = flatten([{"source": "a:1", "raw": {"id": "1", "prompt": "", "response": "r"}}])
+    path = tmp_path / "contract.yaml"
+    path.write_text(
+        "name: t\nexpectations:\n"
+        "  - {type: expect_column_values_to_not_match_regex, kwargs: {column: prompt, regex: '^$'},"
+        " reason: empty}\n"
+    )
+    assert failing_rows(records, load_contract(str(path))) == ({0: "empty"}, {"empty": 1})
+    path.write_text(
+        "name: t\nexpectations:\n  - {type: expect_table_column_count_to_equal, "
+        f"kwargs: {{value: {len(FLAT_COLUMNS)}}}, reason: columns}}\n"
+    )
+    assert failing_rows(records, load_contract(str(path)))[1] == {"columns": 0}
