@@ -16,11 +16,10 @@ from llmops.config import FlowConfig, load_profile_data
 from llmops.data.dedup import MinHashSettings
 from llmops.data.shards import ShardSettings
 from llmops.model.cost import CostSettings, TrainingBudget
-from llmops.model.distributed import Launch
 from llmops.model.gate import GatePolicy
 from llmops.model.judge import JudgeSettings
 from llmops.model.metrics import METRIC_DIRECTIONS
-from llmops.model.training import LoraSettings, PreferenceSettings, TrainSettings
+from llmops.model.train_settings import Launch, LoraSettings, PreferenceSettings, TrainSettings
 from llmops.release import Mode, ReleasePlan
 from llmops.release_rule import ReleasePolicy
 from llmops.serving.guardrails import GuardrailSettings

@@ -9,7 +9,6 @@ from prefect.runtime import flow_run
 
 from llmops.model import fairness
 from llmops.model.fairness import BiasProbe, FairnessResult
-from llmops.model.generation import answer_all
 from llmops.model.slices import safe_name
 from llmops.outputs import EvaluationReport
 from tasks.evaluation import SAME_WEIGHTS, ModelScores, ModelUnderTest, load_model_under_test
@@ -38,6 +37,8 @@ def probe_weights(
     """Greedy answers to every probe prompt, in `probe.prompts()` order; cached on the model's
     weights hashes, the probe and the settings, so a champion is asked once for many
     candidates, and a promoted candidate is not asked again as the champion."""
+    from llmops.model.generation import answer_all  # torch: imported only to generate
+
     tokenizer, model = load_model_under_test(model_ref)
     started = time.perf_counter()
     answers, tokens = answer_all(

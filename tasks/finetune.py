@@ -5,10 +5,9 @@ finished run, log the adapter to MLflow, publish a summary artifact."""
 import hashlib
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
-from datasets import Dataset, IterableDataset
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
@@ -17,12 +16,6 @@ from llmops.datasets import read_split
 from llmops.home import home_path
 from llmops.model.adapters import adapter_sha256
 from llmops.model.cost import BudgetExceededError, ComputeCost, CostSettings, TrainingBudget
-from llmops.model.distributed import (
-    Launch,
-    TrainingJob,
-    job_examples,
-    train_lora_processes,
-)
 from llmops.model.loading import (
     BaseModel,
     base_sha256,
@@ -31,27 +24,16 @@ from llmops.model.loading import (
     resolve_base,
 )
 from llmops.model.registry import RegisteredAdapter, resolve_alias
-from llmops.model.run_store import (
-    CheckpointMirror,
-    TrainingRun,
-    read_spent,
-    restore_checkpoint,
-    write_spent,
-)
-from llmops.model.training import (
-    CostMeter,
-    LoraSettings,
-    PreferenceSettings,
-    ThroughputCallback,
-    TrainSettings,
-    encode_dataset,
-    load_records_dataset,
-    preference_examples,
-    train_lora,
-)
+from llmops.model.run_store import TrainingRun, read_spent, restore_checkpoint, write_spent
+from llmops.model.train_settings import Launch, LoraSettings, PreferenceSettings, TrainSettings
 from llmops.outputs import DatasetRef, TrainedAdapter
 from llmops.tracking import ensure_experiment, mlflow_client
 from tasks.policy import HOST_LOCAL, STORE_RETRIES
+
+# datasets, torch, transformers and peft are imported by the tasks that train: they take
+# seconds, and a rerun that finds its finished run trains nothing.
+if TYPE_CHECKING:
+    from datasets import Dataset, IterableDataset
 
 # Why a run was stopped by its budget, on its MLflow run (removed when the run is resumed).
 STOPPED_REASON_TAG = "cost.stopped_reason"
@@ -60,11 +42,15 @@ STOPPED_REASON_TAG = "cost.stopped_reason"
 @task(**STORE_RETRIES)
 def load_training_records(
     dataset: DatasetRef, method: str = "sft", streaming: bool = False
-) -> Dataset | IterableDataset:
+) -> "Dataset | IterableDataset":
     """The dataset's train split as Arrow records: for SFT its `messages`, memory-mapped from the
     `datasets` cache in the project home (converted once per file) or streamed from the Parquet
     file; for DPO the preference pairs (supervised records among them are left out). An error
     when it holds nothing to train on."""
+    from datasets import Dataset
+
+    from llmops.model.training import load_records_dataset
+
     if method == "dpo":
         pairs = read_split(dataset, "train")
         if "messages" not in pairs.columns or pairs.empty:
@@ -203,7 +189,7 @@ def load_seconds_per_step(
 @task(cache_policy=HOST_LOCAL)
 def train_adapter(
     base: BaseModel,
-    records: Dataset | IterableDataset,
+    records: "Dataset | IterableDataset",
     max_seq_len: int,
     lora: LoraSettings,
     settings: TrainSettings,
@@ -221,6 +207,18 @@ def train_adapter(
     the cost so far go to MLflow every `log_every` steps. A run stopped by its budget is
     recorded as such (MLflow tag `cost.stopped_reason`, status KILLED, a Prefect artifact) and
     raises BudgetExceededError."""
+    from datasets import Dataset
+
+    from llmops.model.distributed import TrainingJob, job_examples, train_lora_processes
+    from llmops.model.training import (
+        CheckpointMirror,
+        CostMeter,
+        ThroughputCallback,
+        encode_dataset,
+        preference_examples,
+        train_lora,
+    )
+
     tokenizer = load_tokenizer(base)
     if preference is None:
         examples = encode_dataset(tokenizer, records, max_seq_len)

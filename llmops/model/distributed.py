@@ -23,7 +23,7 @@ import subprocess
 import sys
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,35 +33,20 @@ from datasets import Dataset, concatenate_datasets
 
 from llmops.model.cost import BudgetExceededError, ComputeCost, CostSettings, TrainingBudget
 from llmops.model.loading import BaseModel, load_tokenizer
-from llmops.model.run_store import CheckpointMirror, TrainingRun
+from llmops.model.run_store import TrainingRun
+from llmops.model.train_settings import Launch, LoraSettings, PreferenceSettings, TrainSettings
 from llmops.model.training import (
+    CheckpointMirror,
     CostMeter,
-    LoraSettings,
-    PreferenceSettings,
     ThroughputCallback,
     TrainingExamples,
-    TrainSettings,
     pick_precision,
     train_lora,
 )
 
-# Hardware settings live apart from the experiment (alignment-handbook style): infra/accelerate/.
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 EVENT_PREFIX = "llmops-event "
 # A child that stopped on its budget exits with this code, after printing a budget_stop event.
 BUDGET_EXIT_CODE = 3
-
-
-@dataclass(frozen=True)
-class Launch:
-    """How many processes train, and the accelerate config (DDP, or FSDP for larger bases)."""
-
-    num_processes: int
-    config_file: str  # relative to the project folder, or absolute
-
-    def config_path(self) -> Path:
-        path = Path(self.config_file)
-        return path if path.is_absolute() else PROJECT_DIR / path
 
 
 class TrainingJob(pydantic.BaseModel):

@@ -12,13 +12,10 @@ the evaluation's eval_loss.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import jinja2
 import numpy as np
-import torch
-from peft import PeftModel
-from transformers import PreTrainedTokenizerBase
 
 from llmops.datasets import read_dataset, read_split
 from llmops.model.adapters import fetch_adapter
@@ -27,6 +24,10 @@ from llmops.model.metrics import response_token_logprobs
 from llmops.outputs import EvaluationReport
 from llmops.records import Message, prompt_messages, prompt_text, reference_response, with_answer
 from llmops.tracking import mlflow_client
+
+if TYPE_CHECKING:  # imported where a model is loaded: the evaluation flow only lists changes
+    from peft import PeftModel
+    from transformers import PreTrainedTokenizerBase
 
 AnswerSource = Literal["reference", "candidate"]
 
@@ -97,6 +98,9 @@ def explain_record(
         else _candidate_answer(report, record_id)
     )
 
+    import torch
+    from peft import PeftModel
+
     base = resolve_base(report.base_ref)
     tokenizer = load_tokenizer(base)
     model = PeftModel.from_pretrained(
@@ -135,7 +139,7 @@ def _candidate_answer(report: EvaluationReport, record_id: str) -> str:
 
 
 def token_deltas(
-    model: PeftModel, tokenizer: PreTrainedTokenizerBase, conversation: Sequence[Message]
+    model: "PeftModel", tokenizer: "PreTrainedTokenizerBase", conversation: Sequence[Message]
 ) -> list[TokenDelta]:
     """Every token of the conversation's final assistant turn, scored with the adapter on and
     off."""

@@ -8,6 +8,8 @@ A reference is one of
     a hub id                 e.g. "HuggingFaceTB/SmolLM2-135M-Instruct" (needs HF_HUB_OFFLINE=0).
 """
 
+from __future__ import annotations
+
 import hashlib
 import importlib.util
 import json
@@ -18,17 +20,15 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    LlamaConfig,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from typing import TYPE_CHECKING
 
 from llmops.home import home_path
+
+# torch and transformers are imported where a model is loaded or built: they take seconds, and
+# a cached rerun of the main job names its models by hash without loading one.
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 SMOLLM2 = "smollm2-135m-instruct"
 TINY_RANDOM = "tiny-random"
@@ -49,6 +49,8 @@ class BaseModel:
 
 def pick_device() -> torch.device:
     """CUDA when present, CPU otherwise."""
+    import torch
+
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -118,6 +120,8 @@ def base_sha256(ref: str) -> str | None:
 
 def load_tokenizer(base: BaseModel) -> PreTrainedTokenizerBase:
     """The base model's tokenizer, with left padding (right for training is set by the caller)."""
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(base.path)
     tokenizer.padding_side = "left"
     return tokenizer
@@ -127,6 +131,9 @@ def load_model(
     base: BaseModel, device: torch.device | None = None, dtype: torch.dtype | None = None
 ) -> PreTrainedModel:
     """The base model on `device` (default: pick_device), in `dtype` (default: bf16 on CUDA)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     device = device or pick_device()
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     logger.info("loading base model %s (%s) on %s", base.ref, base.path, device)
@@ -159,6 +166,8 @@ def _convert_smollm2(out: Path) -> str:
     The Trainer refuses GGUF-loaded models and they cannot be saved as they are, so we rebuild
     a clean model from the config without the quantization marker and copy the weights over.
     """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     gguf = smollm2_gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -174,6 +183,9 @@ def _convert_smollm2(out: Path) -> str:
 def _build_tiny_random(out: Path) -> str:
     """A 2-layer Llama (about 3M parameters) with SmolLM2's real tokenizer and chat template,
     seeded so every test run gets the same weights."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
     gguf = smollm2_gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     config = LlamaConfig(

@@ -7,13 +7,15 @@ summarised as the mean; eval loss is the mean negative log-likelihood per respon
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from scipy.stats import bootstrap
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmops.records import Message, prompt_messages, with_answer
+
+if TYPE_CHECKING:  # imported where used: a cached rerun loads no model
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 # +1: higher is better, -1: lower is better, 0: informational (a gate should not chase it).
 METRIC_DIRECTIONS: dict[str, int] = {
@@ -75,10 +77,9 @@ class TokenLogprobs:
     logprobs: list[float]
 
 
-@torch.inference_mode()
 def response_token_logprobs(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    model: "PreTrainedModel",
+    tokenizer: "PreTrainedTokenizerBase",
     conversations: Sequence[Sequence[Message]],
     batch_size: int = 8,
 ) -> list[TokenLogprobs]:
@@ -86,33 +87,36 @@ def response_token_logprobs(
 
     Only response tokens (including the end-of-turn token) count, matching the training loss.
     """
-    scored: list[TokenLogprobs] = []
-    for start in range(0, len(conversations), batch_size):
-        batch = conversations[start : start + batch_size]
-        ids, labels = zip(*(_response_labels(tokenizer, c) for c in batch), strict=True)
-        width = max(len(x) for x in ids)
-        # Right padding with labels -100: padded positions never count, and SmolLM2's pad ==
-        # eos, so labels are built here rather than by a collator that would mask eos too.
-        input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in ids])
-        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
-        target = torch.tensor([y + [-100] * (width - len(y)) for y in labels])
-        logits = model(
-            input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device)
-        ).logits.float()
-        # Position t predicts token t+1: shift; log p(token) is minus its cross-entropy.
-        shift_logits, shift_target = logits[:, :-1], target[:, 1:].to(model.device)
-        token_logprob = -torch.nn.functional.cross_entropy(
-            shift_logits.transpose(1, 2), shift_target, ignore_index=-100, reduction="none"
-        )
-        for row, row_target in zip(token_logprob.cpu(), shift_target.cpu(), strict=True):
-            counted = row_target != -100
-            scored.append(TokenLogprobs(row_target[counted].tolist(), row[counted].tolist()))
-    return scored
+    import torch  # here: a cached rerun scores nothing, and torch takes seconds to import
+
+    with torch.inference_mode():
+        scored: list[TokenLogprobs] = []
+        for start in range(0, len(conversations), batch_size):
+            batch = conversations[start : start + batch_size]
+            ids, labels = zip(*(_response_labels(tokenizer, c) for c in batch), strict=True)
+            width = max(len(x) for x in ids)
+            # Right padding with labels -100: padded positions never count, and SmolLM2's pad ==
+            # eos, so labels are built here rather than by a collator that would mask eos too.
+            input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in ids])
+            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+            target = torch.tensor([y + [-100] * (width - len(y)) for y in labels])
+            logits = model(
+                input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device)
+            ).logits.float()
+            # Position t predicts token t+1: shift; log p(token) is minus its cross-entropy.
+            shift_logits, shift_target = logits[:, :-1], target[:, 1:].to(model.device)
+            token_logprob = -torch.nn.functional.cross_entropy(
+                shift_logits.transpose(1, 2), shift_target, ignore_index=-100, reduction="none"
+            )
+            for row, row_target in zip(token_logprob.cpu(), shift_target.cpu(), strict=True):
+                counted = row_target != -100
+                scored.append(TokenLogprobs(row_target[counted].tolist(), row[counted].tolist()))
+        return scored
 
 
 def response_nll(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    model: "PreTrainedModel",
+    tokenizer: "PreTrainedTokenizerBase",
     conversations: Sequence[Sequence[Message]],
     batch_size: int = 8,
 ) -> list[float]:
@@ -137,8 +141,8 @@ def rejected_conversations(
 
 
 def preference_scores(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    model: "PreTrainedModel",
+    tokenizer: "PreTrainedTokenizerBase",
     conversations: Sequence[Sequence[Message]],
     rejected: Sequence[str],
     batch_size: int = 8,
@@ -218,7 +222,7 @@ def compare(
 
 
 def _response_labels(
-    tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]
+    tokenizer: "PreTrainedTokenizerBase", messages: Sequence[Message]
 ) -> tuple[list[int], list[int]]:
     """Token ids of the whole conversation and labels that are -100 over the prompt."""
     prompt = tokenizer.apply_chat_template(

@@ -14,23 +14,16 @@ lives in the store under runs/<key>/; the Trainer works in a local scratch folde
 The Trainer writes checkpoint folders in place, so a process killed during a save leaves a
 folder that looks like a checkpoint but is not one. Only checkpoints carrying our marker are
 ever resumed from: the marker is written after the Trainer's save returned and after every
-file reached the store.
+file reached the store (training.CheckpointMirror writes it).
 """
 
-import logging
 import re
 import shutil
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from llmops import store
 from llmops.model.cost import ComputeCost
-
-log = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "llmops-complete.json"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -106,46 +99,3 @@ def restore_checkpoint(run: TrainingRun) -> Path | None:
         return None
     name = f"checkpoint-{steps[-1]}"
     return store.download_dir(store.join(run.checkpoints_uri, name), run.local_checkpoints / name)
-
-
-@dataclass
-class CheckpointMirror(TrainerCallback):
-    """After each Trainer save: upload the checkpoint, mark it complete, prune old ones, and
-    keep the upload cost (seconds and bytes per save) for the run's metrics."""
-
-    run: TrainingRun
-    upload_seconds: list[float] = field(default_factory=list)
-    upload_bytes: list[int] = field(default_factory=list)
-
-    def on_save(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
-    ) -> None:
-        name = f"checkpoint-{state.global_step}"
-        local = self.run.local_checkpoints / name
-        started = time.perf_counter()
-        target = store.join(self.run.checkpoints_uri, name)
-        store.upload_dir(local, target)
-        store.write_json(store.join(target, COMPLETE_MARKER), {"step": state.global_step})
-        self.upload_seconds.append(time.perf_counter() - started)
-        self.upload_bytes.append(sum(f.stat().st_size for f in local.rglob("*") if f.is_file()))
-        self._prune()
-        log.info("checkpoint %s mirrored to %s", name, target)
-
-    def _prune(self) -> None:
-        """Keep the newest complete checkpoints; drop everything older, complete or not."""
-        oldest_kept = complete_steps(self.run)[-KEEP_CHECKPOINTS:][0]
-        for name in store.list_names(self.run.checkpoints_uri):
-            match = CHECKPOINT.match(name)
-            if match and int(match.group(1)) < oldest_kept:
-                store.remove(store.join(self.run.checkpoints_uri, name))
-
-    def metrics(self) -> dict[str, float]:
-        """Mean upload cost per save of this process's saves (none when it saved nothing)."""
-        if not self.upload_seconds:
-            return {}
-        saves = len(self.upload_seconds)
-        return {
-            "checkpoint_saves": float(saves),
-            "checkpoint_upload_seconds": sum(self.upload_seconds) / saves,
-            "checkpoint_upload_bytes": sum(self.upload_bytes) / saves,
-        }

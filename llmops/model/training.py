@@ -10,10 +10,11 @@ it over greedy bin packing into fixed blocks because it wastes no tokens on padd
 all and needs no custom attention mask. `packing=False` pads each batch to its longest example.
 """
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,56 +35,26 @@ from transformers import (
     TrainingArguments,
 )
 
+from llmops import store
 from llmops.model.cost import BudgetExceededError, ComputeCost, CostSettings, TrainingBudget
 from llmops.model.loading import BaseModel, load_model, pick_device
+from llmops.model.run_store import (
+    CHECKPOINT,
+    COMPLETE_MARKER,
+    KEEP_CHECKPOINTS,
+    TrainingRun,
+    complete_steps,
+)
+from llmops.model.train_settings import LoraSettings, PreferenceSettings, TrainSettings
 from llmops.records import Message, prompt_messages
+
+logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 
 # Encoded examples (input_ids, labels) or DPO's preference rows: a list, or a `datasets`
 # dataset (memory-mapped Arrow, or streamed).
 TrainingExamples = list[dict[str, Any]] | Dataset | IterableDataset
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    """What peft needs to build the adapter."""
-
-    rank: int
-    alpha: int
-    dropout: float
-    target_modules: list[str] | str
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Optimisation and bookkeeping settings of one training run."""
-
-    learning_rate: float
-    max_steps: int
-    batch_size: int
-    grad_accum: int
-    warmup_ratio: float
-    packing: bool
-    save_every: int
-    log_every: int
-    seed: int
-    qlora: bool = False
-    # Speed settings (docs/finetune.md, "Where the time goes"): the function trained is the same.
-    label_logits_only: bool = False
-    num_threads: int | None = None
-    torch_compile: bool = False
-    cpu_bf16: bool = False
-
-
-@dataclass(frozen=True)
-class PreferenceSettings:
-    """DPO on preference pairs: how far the policy may move from its reference, and which adapter
-    both start from (None: a fresh one, so the reference is the base model)."""
-
-    beta: float
-    max_length: int
-    start_adapter: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -281,6 +252,49 @@ def build_lora_model(
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
+
+
+@dataclass
+class CheckpointMirror(TrainerCallback):
+    """After each Trainer save: upload the checkpoint, mark it complete, prune old ones, and
+    keep the upload cost (seconds and bytes per save) for the run's metrics."""
+
+    run: TrainingRun
+    upload_seconds: list[float] = field(default_factory=list)
+    upload_bytes: list[int] = field(default_factory=list)
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **_: Any
+    ) -> None:
+        name = f"checkpoint-{state.global_step}"
+        local = self.run.local_checkpoints / name
+        started = time.perf_counter()
+        target = store.join(self.run.checkpoints_uri, name)
+        store.upload_dir(local, target)
+        store.write_json(store.join(target, COMPLETE_MARKER), {"step": state.global_step})
+        self.upload_seconds.append(time.perf_counter() - started)
+        self.upload_bytes.append(sum(f.stat().st_size for f in local.rglob("*") if f.is_file()))
+        self._prune()
+        logger.info("checkpoint %s mirrored to %s", name, target)
+
+    def _prune(self) -> None:
+        """Keep the newest complete checkpoints; drop everything older, complete or not."""
+        oldest_kept = complete_steps(self.run)[-KEEP_CHECKPOINTS:][0]
+        for name in store.list_names(self.run.checkpoints_uri):
+            match = CHECKPOINT.match(name)
+            if match and int(match.group(1)) < oldest_kept:
+                store.remove(store.join(self.run.checkpoints_uri, name))
+
+    def metrics(self) -> dict[str, float]:
+        """Mean upload cost per save of this process's saves (none when it saved nothing)."""
+        if not self.upload_seconds:
+            return {}
+        saves = len(self.upload_seconds)
+        return {
+            "checkpoint_saves": float(saves),
+            "checkpoint_upload_seconds": sum(self.upload_seconds) / saves,
+            "checkpoint_upload_bytes": sum(self.upload_bytes) / saves,
+        }
 
 
 class ThroughputCallback(TrainerCallback):

@@ -22,8 +22,10 @@ import os, signal, sys
 from pathlib import Path
 from transformers import Trainer
 from llmops.model.loading import load_tokenizer, resolve_base
-from llmops.model.run_store import CheckpointMirror, TrainingRun, restore_checkpoint
-from llmops.model.training import LoraSettings, TrainSettings, encode_examples, train_lora
+from llmops.model.run_store import TrainingRun, restore_checkpoint
+from llmops.model.training import (
+    CheckpointMirror, LoraSettings, TrainSettings, encode_examples, train_lora,
+)
 sys.path.append("tests")  # after llmops is imported: tests/llmops/ would shadow it
 from model_support import tiny_records
 
