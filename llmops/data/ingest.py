@@ -11,11 +11,9 @@ the run, with a one-line SourceUnreadableError: its records cannot even be count
 import csv
 import io
 import json
-import re
 from typing import Any
 
 import fsspec
-import orjson
 import pandas as pd
 import pyarrow as pa
 
@@ -25,7 +23,6 @@ from llmops.records import RECORD_FIELDS
 
 FORMATS = (".jsonl", ".json", ".csv", ".parquet")
 TEXT_FORMATS = (".jsonl", ".json", ".csv")
-_LONG_DIGITS = re.compile(rb"\d{19}")
 
 
 def expand_sources(sources: list[str], storage_options: dict[str, Any]) -> list[str]:
@@ -137,7 +134,7 @@ def _read_jsonl(name: str, data: bytes, first_line: int = 1) -> tuple[list[dict]
             continue
         source = f"{name}:{number}"
         try:
-            raw = _parse_line(line)
+            raw = json.loads(line.decode("utf-8"))
         except UnicodeDecodeError:
             rejected.append(_reject(source, "undecodable: not valid UTF-8"))
             continue
@@ -152,19 +149,6 @@ def _read_jsonl(name: str, data: bytes, first_line: int = 1) -> tuple[list[dict]
         else:
             rejected.append(_reject(source, "not a JSON object"))
     return items, rejected
-
-
-def _parse_line(line: bytes) -> Any:
-    """One JSON line as `json.loads` reads it: by orjson (4x faster) when it can, by json for
-    the rest, so errors keep json's message and what orjson refuses but json reads (NaN, an
-    overflowing float) reads the same. orjson turns an integer beyond 64 bits into a float,
-    and such an integer has 19 digits or more: those lines go to json too."""
-    if not _LONG_DIGITS.search(line):
-        try:
-            return orjson.loads(line)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(line.decode("utf-8"))
 
 
 def _read_json_array(name: str, data: bytes) -> tuple[list[dict], list[dict]]:
