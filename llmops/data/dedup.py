@@ -15,12 +15,11 @@ the found pairs come back as Python objects. docs/data.md has the profiles this 
 from.
 """
 
-import gc
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
+from itertools import chain
+from types import ModuleType
 from typing import Literal
 
 import numpy as np
@@ -29,6 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.util import hash_array
 from rapidfuzz.distance import Indel
+
+from llmops.collector import collector_paused
 
 WORD = re.compile(r"\w+")
 # For ASCII text `\w` is [A-Za-z0-9_]: mapping every other ASCII character to a space and
@@ -216,18 +217,22 @@ class _Batch:
     their normalized words (but for a 2^-64 collision)."""
 
     def __init__(self, keys: list[Key], settings: MinHashSettings):
-        with _collector_paused():
+        # Nothing here is cyclic, and a full collection walks the caller's whole heap of
+        # records: with the collector on, near_duplicates took 1.7x the CPU at 50k keys.
+        with collector_paused():
             self.parts = np.array([len(key) for key in keys], np.int64)
             self.first_part = np.concatenate([[0], np.cumsum(self.parts)]).astype(np.int64)
             self.words, self.part_start = _part_words([part for key in keys for part in key])
-            self.part_digest = _sequence_digests(self.words, self.part_start)
+            self.part_digest = _kernels().sequence_digests(self.words, self.part_start)
             if settings.shingle_unit == "char":
                 grams = [shingles(key_text(key), settings) for key in keys]
                 self.grams = _hash_tokens([g for key_grams in grams for g in key_grams])
                 gram_start = np.concatenate([[0], np.cumsum([len(g) for g in grams])])
             else:
                 key_start = self.part_start[self.first_part]
-                self.grams, gram_start = _word_grams(self.words, key_start, settings.shingle_size)
+                self.grams, gram_start = _kernels().word_grams(
+                    self.words, key_start, settings.shingle_size, _POSITION
+                )
             self.gram_bounds = gram_start.astype(np.int64)
 
     def first_matches(
@@ -235,8 +240,6 @@ class _Batch:
     ) -> dict[int, int]:
         """`dedup_kernels.keep_first` over the keys that share a MinHash band with another,
         as {key: the earliest key it matches}."""
-        from llmops.data import dedup_kernels  # numba's import (0.2 s) only where it is used
-
         if len(self.parts) < 2:
             return {}
         bucket = _shared_buckets(
@@ -244,7 +247,7 @@ class _Batch:
         )
         rows = np.flatnonzero((bucket >= 0).any(axis=1))
         capacity = np.bincount(bucket[bucket >= 0], minlength=int(bucket.max()) + 1)
-        found = dedup_kernels.keep_first(
+        found = _kernels().keep_first(
             rows,
             np.ascontiguousarray(bucket[rows]),
             capacity.astype(np.int64),
@@ -273,34 +276,30 @@ def _part_words(parts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     if not parts:
         return np.zeros(0, _U64), np.zeros(1, np.int64)
     # ASCII parts: lower + translate is `normalize` without the join; other parts go through
-    # `normalize` itself (translate leaves its output as it is).
+    # `normalize` itself (translate leaves its output as it is). The empty last part puts a
+    # separator after the last part too.
     text = _SEPARATOR.join(
-        part.lower() if part.isascii() else normalize(part) for part in parts
+        chain((part.lower() if part.isascii() else normalize(part) for part in parts), ("",))
     ).translate(_ASCII_NON_WORD)
-    end = _SEPARATOR.strip()  # the last part's end
-    # Unlike `str.split`, Arrow's split gives an empty first word for leading whitespace.
-    text = f"{text} {end}".lstrip()
     words = pc.dictionary_encode(
         pc.ascii_split_whitespace(pa.array([text], pa.large_string())).flatten()
     )
-    codes = words.indices.to_numpy()
     distinct = words.dictionary.to_numpy(zero_copy_only=False)
-    ends = codes == np.flatnonzero(distinct == end)[0]
-    hashes = hash_array(distinct.astype(object))[codes[~ends]]
-    # The k-th separator sits after k earlier separators: minus those, it is where part k+1 begins.
-    ends_at = np.flatnonzero(ends)
-    return hashes, np.concatenate([[0], ends_at - np.arange(len(ends_at))]).astype(np.int64)
+    end, empty = (np.flatnonzero(distinct == w) for w in (_SEPARATOR.strip(), ""))
+    return _kernels().part_words(
+        words.indices.to_numpy(),
+        hash_array(distinct.astype(object)),
+        end[0],
+        empty[0] if len(empty) else -1,  # leading or trailing whitespace splits into ""
+    )
 
 
-def _sequence_digests(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """A 64-bit digest of each run of values (from starts[k] to starts[k+1]), order and length
-    included: equal runs get equal digests, others differ but for a 2^-64 collision."""
-    lengths = np.diff(starts)
-    position = np.arange(len(values)) - np.repeat(starts[:-1], lengths)
-    with np.errstate(over="ignore"):
-        # Prefix sums wrap modulo 2^64, so a run's sum is a difference of two of them.
-        sums = np.concatenate([[_U64(0)], np.cumsum(_mix(values + position.astype(_U64)))])
-        return _mix(sums[starts[1:]] - sums[starts[:-1]] + lengths.astype(_U64))
+def _kernels() -> ModuleType:
+    """The compiled loops (`dedup_kernels`), imported on first use: numba's import takes 0.2 s,
+    and serving imports this module for `normalize` alone."""
+    from llmops.data import dedup_kernels
+
+    return dedup_kernels
 
 
 def _hash_tokens(tokens: list[str]) -> np.ndarray:
@@ -325,44 +324,10 @@ def _mix(x: np.ndarray) -> np.ndarray:
 _POSITION = _mix(np.arange(1, 65, dtype=_U64)) | _U64(1)
 
 
-def _fold_words(words: np.ndarray, start: np.ndarray, length: np.ndarray, n: int) -> np.ndarray:
-    """The fingerprint of each run of `length` (<= n) words from `start`: a mix of the word
-    hashes, each times its position's odd multiplier (so "a b c" and "c b a" differ)."""
-    padded = np.append(words, _U64(0))  # a run shorter than n reads zeros past its end
-    total = length.astype(_U64)
-    with np.errstate(over="ignore"):
-        for r in range(n):
-            total += padded[np.where(r < length, start + r, len(words))] * _POSITION[r]
-    return _mix(total)
-
-
-def _word_grams(words: np.ndarray, starts: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every key's word n-gram fingerprints, flat, and where each key's begin: a key of fewer
-    than n words is one shingle of all its words, as `shingles` has it."""
-    lengths = np.diff(starts)
-    per_key = np.maximum(lengths - n + 1, 1)
-    gram_start = np.concatenate([[0], np.cumsum(per_key)])
-    if len(lengths) and lengths.min() >= n:
-        # The n-gram at every word from contiguous slices, less those running into the next key.
-        total = np.full(len(words) - n + 1, n, _U64)
-        with np.errstate(over="ignore"):
-            for r in range(n):
-                total += words[r : len(words) - n + 1 + r] * _POSITION[r]
-        inside = np.ones(len(total), bool)
-        for r in range(1, n):
-            inside[starts[1:-1] - r] = False
-        return _mix(total)[inside], gram_start
-    key = np.repeat(np.arange(len(lengths)), per_key)
-    start = starts[:-1][key] + np.arange(gram_start[-1]) - gram_start[:-1][key]
-    return _fold_words(words, start, np.minimum(lengths[key], n), n), gram_start
-
-
 def _signatures(flat: np.ndarray, bounds: np.ndarray, settings: MinHashSettings) -> np.ndarray:
     """(rows, num_perm) uint32 MinHash of each row of flat fingerprints."""
-    from llmops.data import dedup_kernels  # numba's import (0.2 s) only where it is used
-
     a, b = _permutations(settings.num_perm, settings.seed)
-    return dedup_kernels.signatures(np.ascontiguousarray(flat, _U64), bounds, a, b)
+    return _kernels().signatures(np.ascontiguousarray(flat, _U64), bounds, a, b)
 
 
 @cache
@@ -392,29 +357,9 @@ def _rotl(value: int, bits: int) -> int:
     return ((value << bits) | (value >> (64 - bits))) & _MASK64
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector. The batch path makes hundreds of thousands of lists
-    and sets, none in a cycle (reference counting frees them), and each burst of them makes the
-    collector walk the caller's whole heap, every record (30% slower near_duplicates)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _bands(signatures: np.ndarray, settings: MinHashSettings) -> np.ndarray:
     bands = settings.num_bands
-    rows = settings.num_perm // bands
-    digests = signatures[:, : bands * rows].astype(_U64).reshape(len(signatures), bands, rows)
-    folded = np.zeros((len(signatures), bands), _U64)
-    with np.errstate(over="ignore"):
-        for r in range(rows):
-            folded = folded * _FOLD + digests[:, :, r]
-    return folded
+    return _kernels().fold_bands(signatures, bands, settings.num_perm // bands, _FOLD)
 
 
 def _shared_buckets(bands: np.ndarray) -> np.ndarray:
