@@ -83,6 +83,11 @@ def test_signature_rows_are_per_key_and_the_minhash_of_the_shingles():
         assert batch[row].tolist() == rensa_digest(values, a.tolist(), b.tolist())
     bands = band_hashes(keys + keys[:1], settings)
     assert bands.shape == (5, settings.num_bands) and (bands[0] == bands[4]).all()
+    rows = settings.num_perm // settings.num_bands  # a band folds its rows FNV-style
+    first = 0
+    for value in batch[0, :rows].tolist():
+        first = (first * 0x100000001B3 + value) & M64
+    assert int(bands[0, 0]) == first
 
 
 M64 = (1 << 64) - 1
