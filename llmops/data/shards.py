@@ -16,6 +16,7 @@ in which the whole-batch code visits them. See docs/data.md, "Sharded and distri
 
 import hashlib
 import io
+import itertools
 import json
 import pickle
 from collections import Counter
@@ -282,12 +283,20 @@ def offsets(summaries: list[ShardSummary]) -> np.ndarray:
 
 
 def read_signatures(summaries: list[ShardSummary], columns: list[str]) -> dict[str, np.ndarray]:
-    """Signature columns of every record, in global order (a few bytes a record)."""
-    parts = [_read_columns(s.uri, columns) for s in summaries]
-    return {
-        c: np.concatenate([p[c].to_numpy() for p in parts]) if parts else np.array([])
-        for c in columns
-    }
+    """Signature columns of every record, in global order (a few bytes a record), each filled
+    shard by shard into one array (joining parts would hold every column twice)."""
+    if not summaries:
+        return {c: np.array([]) for c in columns}
+    bounds = offsets(summaries)
+    found: dict[str, np.ndarray] = {}
+    for s, summary in enumerate(summaries):
+        table = _read_columns(summary.uri, columns)
+        for c in columns:
+            values = table[c].to_numpy()
+            if c not in found:
+                found[c] = np.empty(bounds[-1], values.dtype)
+            found[c][bounds[s] : bounds[s + 1]] = values
+    return found
 
 
 @dataclass
@@ -351,18 +360,31 @@ def band_candidates(
 ) -> np.ndarray:
     """(i, j) pairs of records that share the band hash in `column`, neither of them in
     `excluded`: every j < i of a bucket; or, given `is_eval`, every train i with eval j."""
-    values = read_signatures(summaries, [column])[column]
+    return bucket_pairs(read_signatures(summaries, [column])[column], excluded, is_eval)
+
+
+def bucket_pairs(
+    values: np.ndarray, excluded: np.ndarray, is_eval: np.ndarray | None = None
+) -> np.ndarray:
+    """`band_candidates` over one band's hash of every record, by global position."""
     alive = np.ones(len(values), bool)
     alive[excluded] = False
     positions = np.flatnonzero(alive)
     order = positions[np.argsort(values[positions], kind="stable")]
-    sorted_values = values[order]
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    ends = np.r_[starts[1:], len(order)]
-    shared = ends - starts > 1  # most buckets hold one record: only the others reach Python
+    # At scale nearly every bucket holds one record: one bool a record (equal to the next?)
+    # finds the members of the others, where arrays of bucket bounds would be int64 a record
+    # (two band tasks at once hold these; 10M records, docs/data.md).
+    same = values[order[1:]] == values[order[:-1]]
+    shared = np.zeros(len(order), bool)
+    shared[1:] = same
+    shared[:-1] |= same
+    members = np.flatnonzero(shared)
+    opens = np.ones(len(members), bool)  # a member opens its bucket unless it equals the one before
+    opens[members > 0] = ~same[members[members > 0] - 1]
+    bounds = [*np.flatnonzero(opens).tolist(), len(members)]
     pairs = []
-    for start, end in zip(starts[shared].tolist(), ends[shared].tolist(), strict=True):
-        bucket = order[start:end]
+    for start, end in itertools.pairwise(bounds):
+        bucket = order[members[start:end]]
         if is_eval is None:
             pairs += [(i, j) for k, i in enumerate(bucket) for j in bucket[:k]]
         else:

@@ -5,7 +5,13 @@ from pathlib import Path
 import numpy as np
 
 from llmops.data import ingest
-from llmops.data.shards import cross_matches, near_duplicates, plan_shards, read_shard
+from llmops.data.shards import (
+    bucket_pairs,
+    cross_matches,
+    near_duplicates,
+    plan_shards,
+    read_shard,
+)
 
 LINES = (
     b'\xef\xbb\xbf{"id": "1", "prompt": "p", "response": "r"}\r\n'
@@ -64,3 +70,15 @@ def test_contamination_names_the_first_eval_match():
         5: 2,
         7: 3,
     }
+
+
+def test_band_buckets_pair_every_earlier_member_or_train_with_eval():
+    # Buckets by value: 7 -> {0, 3, 5}, 9 -> {1, 6}, the rest alone; 3 is excluded.
+    values = np.array([7, 9, 4, 7, 2, 7, 9, 8], np.uint64)
+    excluded = np.array([3])
+    pairs = bucket_pairs(values, excluded)
+    assert sorted(map(tuple, pairs.tolist())) == [(5, 0), (6, 1)]
+    is_eval = np.array([True, False, False, False, False, False, True, False])
+    cross = bucket_pairs(values, np.array([], np.int64), is_eval)
+    assert sorted(map(tuple, cross.tolist())) == [(1, 6), (3, 0), (5, 0)]
+    assert bucket_pairs(values[:1], np.array([], np.int64)).shape == (0, 2)
