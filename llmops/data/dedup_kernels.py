@@ -17,7 +17,7 @@ _LOW = np.uint64(0xFFFFFFFF)
 # the num_perm coordinates with a rank tagged by its round; a coordinate no round reached takes
 # the least (a·h + b) >> 34 of a fallback hash, tagged above every round.
 _ROUNDS = 3
-_RANK_BITS = np.uint64(2)
+_RANK_SHIFT = np.uint64(34)  # a rank is the top 30 bits: 32 + the 2 bits of the round tag
 _FRACTION_BITS = np.uint64(30)
 _FALLBACK = np.uint64(3 << 30)
 _BUCKET_DOMAIN = np.uint64(0x6A09E667F3BCC909)
@@ -26,12 +26,12 @@ _FALLBACK_DOMAIN = np.uint64(0xBB67AE8584CAA73B)
 
 
 @njit(cache=True, nogil=True)
-def _splitmix64(value):  # pragma: no cover - compiled
+def _splitmix64(value):
     return _finalize(value + np.uint64(0x9E3779B97F4A7C15))
 
 
 @njit(cache=True, nogil=True)
-def _finalize(value):  # pragma: no cover - compiled
+def _finalize(value):
     """splitmix64's finalizer: spreads a folded value over all 64 bits."""
     value = (value ^ (value >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     value = (value ^ (value >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -44,7 +44,7 @@ def _finalize(value):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def part_words(codes, hashes, end_code, empty_code):  # pragma: no cover - compiled
+def part_words(codes, hashes, end_code, empty_code):
     """The hash of each word (`hashes[code]`) of the split text, flat, and where each part
     begins: a word coded `end_code` ends a part, and one coded `empty_code` (what leading or
     trailing whitespace splits into) is no word."""
@@ -67,7 +67,7 @@ def part_words(codes, hashes, end_code, empty_code):  # pragma: no cover - compi
 
 
 @njit(cache=True, nogil=True)
-def sequence_digests(values, starts):  # pragma: no cover - compiled
+def sequence_digests(values, starts):
     """A 64-bit digest of each run of values (from starts[k] to starts[k+1]), order and length
     included: equal runs get equal digests, others differ but for a 2^-64 collision."""
     out = np.empty(len(starts) - 1, np.uint64)
@@ -80,7 +80,7 @@ def sequence_digests(values, starts):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def word_grams(words, starts, n, multipliers):  # pragma: no cover - compiled
+def word_grams(words, starts, n, multipliers):
     """Every key's word n-gram fingerprints, flat, and where each key's begin. A fingerprint
     mixes its length and its words' hashes, each times its position's odd multiplier (so
     "a b c" and "c b a" differ); a key of fewer than n words is one shingle of all of them."""
@@ -100,7 +100,7 @@ def word_grams(words, starts, n, multipliers):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def signatures(values, bounds, a, b):  # pragma: no cover - compiled
+def signatures(values, bounds, a, b):
     """(rows, len(a)) uint32: row r is rensa 0.5's `RMinHash` digest of the token hashes
     values[bounds[r]:bounds[r+1]] with permutations (a, b) (its `build_permutations`), value
     for value: the same signatures, bands and candidates as rensa gave, without its list
@@ -132,7 +132,7 @@ def signatures(values, bounds, a, b):  # pragma: no cover - compiled
                         break
                     candidate = _splitmix64(candidate)
                 bucket = np.int64(product >> np.uint64(32))
-                rank = np.uint32((np.uint64(r) << _FRACTION_BITS) | (mixed >> np.uint64(34)))
+                rank = np.uint32((np.uint64(r) << _FRACTION_BITS) | (mixed >> _RANK_SHIFT))
                 if rank < digest[bucket]:
                     digest[bucket] = rank
         for p in range(num_perm):
@@ -144,13 +144,13 @@ def signatures(values, bounds, a, b):  # pragma: no cover - compiled
                 filled = True
             least = _FALLBACK | np.uint64(0xFFFFFFFF)
             for t in range(size):
-                least = min(least, _FALLBACK | ((a[p] * fallback[t] + b[p]) >> np.uint64(34)))
+                least = min(least, _FALLBACK | ((a[p] * fallback[t] + b[p]) >> _RANK_SHIFT))
             digest[p] = min(digest[p], np.uint32(least))
     return out
 
 
 @njit(cache=True, nogil=True)
-def fold_bands(signatures, bands, rows, prime):  # pragma: no cover - compiled
+def fold_bands(signatures, bands, rows, prime):
     """(keys, bands) uint64: each band's `rows` consecutive values folded into one number
     (x -> x·prime + value from 0, modulo 2^64)."""
     out = np.zeros((len(signatures), bands), np.uint64)
@@ -164,7 +164,7 @@ def fold_bands(signatures, bands, rows, prime):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def keep_first(  # pragma: no cover - compiled
+def keep_first(
     rows,
     buckets,
     capacity,
@@ -259,9 +259,7 @@ def keep_first(  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _parts_similar(
-    i, j, parts, first_part, part_digest, words, part_start, threshold
-):  # pragma: no cover - compiled
+def _parts_similar(i, j, parts, first_part, part_digest, words, part_start, threshold):
     """Every part's word similarity reaches the threshold (a one-part key has none to check)."""
     if parts[i] == 1:
         return True
@@ -276,7 +274,7 @@ def _parts_similar(
 
 
 @njit(cache=True, nogil=True)
-def _table_size(count):  # pragma: no cover - compiled
+def _table_size(count):
     """A power of two at least twice `count`: open addressing stays short."""
     size = 2
     while size < 2 * count:
@@ -285,7 +283,7 @@ def _table_size(count):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _probe(table, stamp, current, value, mask):  # pragma: no cover - compiled
+def _probe(table, stamp, current, value, mask):
     """The slot holding `value`, or the free one where it goes (a slot is taken when its stamp
     is `current`, so a table is emptied by moving to a new stamp). Values are 64-bit hashes:
     their low bits are the slot."""
@@ -296,7 +294,7 @@ def _probe(table, stamp, current, value, mask):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _distinct(values, table, stamp, current):  # pragma: no cover - compiled
+def _distinct(values, table, stamp, current):
     mask = _table_size(len(values)) - 1
     count = 0
     for v in values:
@@ -308,7 +306,7 @@ def _distinct(values, table, stamp, current):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def indel_similarity(x, y):  # pragma: no cover - compiled
+def indel_similarity(x, y):
     """rapidfuzz's `Indel.normalized_similarity` of two sequences, the same float:
     1 - (|x| + |y| - 2·LCS) / (|x| + |y|), 1.0 for two empty ones."""
     total = len(x) + len(y)
@@ -318,7 +316,7 @@ def indel_similarity(x, y):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def lcs_length(x, y):  # pragma: no cover - compiled
+def lcs_length(x, y):
     """Length of the longest common subsequence, bit-parallel (Hyyrö 2004): a bit per position
     of the shorter sequence, one pass over the longer, so 64 cells a machine word."""
     if len(x) > len(y):
