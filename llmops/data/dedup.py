@@ -38,6 +38,16 @@ _ASCII_NON_WORD = str.maketrans(
     {chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")}
 )
 _SEPARATOR = " Q "  # between parts of a key when all are tokenized at once
+# An all-ASCII batch joins its parts raw around a control character and translates once:
+# lower-casing, non-word characters to spaces and the control character to the "Q" separator.
+_RAW_SEPARATOR = " \x1e "
+_ASCII_WORDS = str.maketrans(
+    {
+        **{chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "_")},
+        **{chr(c): chr(c).lower() for c in range(ord("A"), ord("Z") + 1)},
+        "\x1e": "Q",
+    }
+)
 _U64 = np.uint64
 _MASK64 = (1 << 64) - 1
 _FOLD = _U64(0x100000001B3)  # FNV-1a's 64-bit prime: folds a band's values into one
@@ -275,12 +285,16 @@ def _part_words(parts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     word (3M at 50k keys), which cost more than everything else here together."""
     if not parts:
         return np.zeros(0, _U64), np.zeros(1, np.int64)
-    # ASCII parts: lower + translate is `normalize` without the join; other parts go through
-    # `normalize` itself (translate leaves its output as it is). The empty last part puts a
-    # separator after the last part too.
-    text = _SEPARATOR.join(
-        chain((part.lower() if part.isascii() else normalize(part) for part in parts), ("",))
-    ).translate(_ASCII_NON_WORD)
+    # The empty last part puts a separator after the last part too.
+    text = _RAW_SEPARATOR.join(chain(parts, ("",)))
+    if text.isascii() and text.count(_RAW_SEPARATOR[1]) == len(parts):
+        text = text.translate(_ASCII_WORDS)  # (no part holds the control character itself)
+    else:
+        # ASCII parts: lower + translate is `normalize` without the join; other parts go
+        # through `normalize` itself (translate leaves its output as it is).
+        text = _SEPARATOR.join(
+            chain((p.lower() if p.isascii() else normalize(p) for p in parts), ("",))
+        ).translate(_ASCII_NON_WORD)
     words = pc.dictionary_encode(
         pc.ascii_split_whitespace(pa.array([text], pa.large_string())).flatten()
     )

@@ -162,11 +162,22 @@ def test_part_check_and_cross_matches_on_planted_pairs():
     assert cross_matches([keys[1], keys[2]], [keys[0]], settings) == {0: 0}
 
 
-def test_batch_words_are_normalize_words_part_by_part():
+@pytest.mark.parametrize(
+    ("parts", "starts"),
+    [
+        # Non-ASCII parts in the batch: each part is normalized apart.
+        ([" ,leading", "", "Ünïcode Straße — Q ½", "\tMIXED_case\x1cQ  q", "", "２ end"],
+         [0, 1, 1, 5, 8, 8, 10]),
+        # All ASCII: one translation of the raw join.
+        ([" ,leading", "", "Q q", "\tMIXED_case\x1cQ  q", "", "end"], [0, 1, 1, 3, 6, 6, 7]),
+        # All ASCII, but a part holds the control character the raw join separates with.
+        (["a\x1eb", "C"], [0, 2, 3]),
+    ],
+)  # fmt: skip
+def test_batch_words_are_normalize_words_part_by_part(parts, starts):
     # Arrow splits the joined parts: leading separators, empty parts, and ASCII parts beside
     # non-ASCII ones in one batch must give `normalize`'s words, each in its own part.
-    parts = [" ,leading", "", "Ünïcode Straße — Q ½", "\tMIXED_case\x1cQ  q", "", "２ end"]
-    words, starts = _part_words(parts)
+    words, found = _part_words(parts)
     expected = [normalize(part).split() for part in parts]
-    assert starts.tolist() == [0, 1, 1, 5, 8, 8, 10]
+    assert found.tolist() == starts
     assert words.tolist() == hash_array(np.array(sum(expected, []), dtype=object)).tolist()
