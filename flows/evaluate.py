@@ -9,13 +9,16 @@ to MLflow (metrics, per-example table, dataset input) and to Prefect table artif
 `judge`, an OpenAI-compatible endpoint picks the better of the candidate's and the champion's
 answers (win_rate). The examples the candidate changed most are listed with their `llmops
 explain` command. The EvaluationReport it returns is kept in the store, where `promote` reads
-it by run id on any host.
+it by run id on any host. The same settings, data and models as a finished evaluation (its
+fingerprint, an MLflow tag) return that evaluation's report; only its artifacts are published
+again.
 """
 
+import pandas as pd
 from prefect import flow
 
 from llmops.flow_configs import EvaluateConfig
-from llmops.outputs import EvaluationReport
+from llmops.outputs import DatasetRef, EvaluationReport
 from tasks.bias_probe import (
     answer_bias_probe,
     load_bias_probe,
@@ -29,9 +32,11 @@ from tasks.evaluation import (
     ModelUnderTest,
     compare_scores,
     describe_candidate,
+    fingerprint_evaluation,
     judge_against_champion,
     load_champion,
     load_eval_records,
+    load_finished_evaluation,
     measure_evaluation_cost,
     publish_evaluation_table,
     publish_example_changes,
@@ -45,15 +50,45 @@ from tasks.slices import measure_slices, publish_slice_table, save_slice_metrics
 
 @flow(name="evaluate", log_prints=True)
 def evaluate(config: EvaluateConfig) -> EvaluationReport:
-    """Score candidate, base and champion on the held-out split; log, keep and return it."""
+    """Score candidate, base and champion on the held-out split; log, keep and return it (or
+    the report of a finished evaluation of the same settings, data and models)."""
     dataset = load_dataset(config.dataset)
     records = load_eval_records(dataset, config.max_examples)
     candidate_ref = describe_candidate(config.base_model, config.adapter)
-    champion_ref = load_champion(config.registered_model)
-    decoding = (records, config.max_new_tokens, config.batch_size)
     base_ref = ModelUnderTest("base", config.base_model, base_sha256=candidate_ref.base_sha256)
+    champion_ref = load_champion(config.registered_model, candidate_ref)
+    models = (candidate_ref, base_ref, champion_ref)
+    fingerprint = fingerprint_evaluation(config, dataset.dataset_id, list(models))
+    decoding = (records, config.max_new_tokens, config.batch_size)
     candidate = score_model(candidate_ref, *decoding)
     base = score_model(base_ref, *decoding)
+    report = load_finished_evaluation(config.experiment, config.store_url(), fingerprint)
+    if report is None:
+        report = compare_and_log(config, fingerprint, dataset, records, candidate, base, *models)
+    publish_evaluation_table(report)
+    publish_example_changes(
+        report.run_id, records, candidate, base, config.explain_metrics, config.explain_examples
+    )
+    publish_slice_table(report)
+    if report.fairness:
+        publish_fairness_table(report)
+    return report
+
+
+def compare_and_log(
+    config: EvaluateConfig,
+    fingerprint: str,
+    dataset: DatasetRef,
+    records: pd.DataFrame,
+    candidate: ModelScores,
+    base: ModelScores,
+    candidate_ref: ModelUnderTest,
+    base_ref: ModelUnderTest,
+    champion_ref: ModelUnderTest | None,
+) -> EvaluationReport:
+    """An evaluation not done before: intervals, slices, the bias probe and cost, logged to a
+    new MLflow run and kept in the store. (Wiring of tasks, like the flow.)"""
+    decoding = (records, config.max_new_tokens, config.batch_size)
     bootstrap = (config.confidence, config.n_resamples)
     intervals = {"base": compare_scores(candidate, base, *bootstrap)}
     scores = [candidate, base]
@@ -86,6 +121,7 @@ def evaluate(config: EvaluateConfig) -> EvaluationReport:
         champion_ref,
         config.training_run_id,
         cost,
+        fingerprint,
     )
     report = EvaluationReport(
         run_id=run_id,
@@ -107,11 +143,4 @@ def evaluate(config: EvaluateConfig) -> EvaluationReport:
     )
     save_slice_metrics(run_id, slices)
     save_fairness_metrics(run_id, fairness)
-    publish_evaluation_table(report)
-    publish_example_changes(
-        run_id, records, candidate, base, config.explain_metrics, config.explain_examples
-    )
-    publish_slice_table(report)
-    if fairness:
-        publish_fairness_table(report)
     return save_evaluation_report(config.store_url(), report)

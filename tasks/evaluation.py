@@ -4,33 +4,34 @@ import json
 import time
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import pandas as pd
-from peft import PeftModel
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 from prefect.context import TaskRunContext
 from prefect.runtime import flow_run
 from prefect.utilities.hashing import hash_objects
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from llmops import store
 from llmops.datasets import read_split
+from llmops.flow_configs import EvaluateConfig
 from llmops.model import metrics
 from llmops.model.adapters import adapter_sha256, fetch_adapter
 from llmops.model.cost import ComputeCost, CostSettings
 from llmops.model.explain import ExampleChange, changes_markdown, largest_changes
-from llmops.model.generation import answer_all
 from llmops.model.judge import JudgeError, JudgeSettings, OpenAIJudge, judge_pairs
 from llmops.model.loading import base_sha256, load_model, load_tokenizer, resolve_base
-from llmops.model.registry import resolve_alias
+from llmops.model.registry import CHAMPION, alias_version, resolve_version, version_weights
 from llmops.outputs import DatasetRef, EvaluationReport
 from llmops.records import prompt_messages, prompt_text, reference_response
 from llmops.tracking import ensure_experiment, mlflow_client
 from tasks.policy import HOST_LOCAL, STORE_RETRIES
+
+if TYPE_CHECKING:  # torch, transformers and peft are imported where a model is loaded
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,11 @@ def weights_key(context: TaskRunContext, inputs: dict[str, Any]) -> str | None:
     """The cache key part of `model_ref`: its weights' hashes, not its label, URI or version."""
     model: ModelUnderTest = inputs["model_ref"]
     return hash_objects(model.base_ref, model.base_sha256, model.adapter_sha256)
+
+
+# The MLflow run tag holding fingerprint_evaluation's key: a finished run with the same key is
+# reused.
+FINGERPRINT_TAG = "evaluation_fingerprint"
 
 
 # What a model answers depends on its weights, not on the role it plays: a rerun's champion is
@@ -98,11 +104,17 @@ def describe_candidate(base_ref: str, adapter_uri: str) -> ModelUnderTest:
 
 
 @task(cache_policy=HOST_LOCAL)
-def load_champion(registered_model: str) -> ModelUnderTest | None:
-    """The registry's current champion (downloaded locally), or None when there is none yet."""
-    champion = resolve_alias(registered_model)
-    if champion is None:
+def load_champion(registered_model: str, candidate: ModelUnderTest) -> ModelUnderTest | None:
+    """The registry's current champion, or None when there is none yet. Its adapter is
+    downloaded, unless its version's weights hashes are the candidate's (a rerun after the
+    candidate was promoted): then the candidate's copy is the champion's."""
+    version = alias_version(registered_model, CHAMPION)
+    if version is None:
         return None
+    weights = (candidate.base_ref, candidate.base_sha256, candidate.adapter_sha256)
+    if version_weights(registered_model, version) == weights:
+        return replace(candidate, label="champion", version=version)
+    champion = resolve_version(registered_model, version)
     return ModelUnderTest(
         "champion",
         champion.base_ref,
@@ -111,6 +123,39 @@ def load_champion(registered_model: str) -> ModelUnderTest | None:
         champion.base_sha256,
         champion.version,
     )
+
+
+@task
+def fingerprint_evaluation(
+    config: EvaluateConfig, dataset_id: str, models: list[ModelUnderTest | None]
+) -> str:
+    """What an evaluation's results depend on: its settings, the dataset, and every compared
+    model's weights and registry version (None: no champion)."""
+    ids = [m and (m.label, m.base_ref, m.base_sha256, m.adapter_sha256, m.version) for m in models]
+    fingerprint = hash_objects(config.model_dump(mode="json"), dataset_id, ids)
+    if fingerprint is None:  # only when an input cannot be hashed; these are plain JSON
+        raise ValueError("cannot fingerprint the evaluation's inputs")
+    return fingerprint
+
+
+@task(**STORE_RETRIES)
+def load_finished_evaluation(
+    experiment: str, store_url: str, fingerprint: str
+) -> EvaluationReport | None:
+    """The report of a finished evaluation with this fingerprint (its MLflow run's tag), or
+    None: a rerun with nothing changed reuses it rather than logging the same results again."""
+    runs = mlflow_client().search_runs(
+        [ensure_experiment(experiment)],
+        filter_string=(
+            f"tags.{FINGERPRINT_TAG} = '{fingerprint}' and attributes.status = 'FINISHED'"
+        ),
+        order_by=["attributes.start_time DESC"],
+    )
+    reports = (read_evaluation_report(store_url, r.info.run_id) for r in runs)
+    report = next((r for r in reports if r is not None), None)
+    if report is not None:
+        get_run_logger().info("same evaluation as finished run %s: reusing it", report.run_id)
+    return report
 
 
 @task
@@ -129,6 +174,8 @@ def score_weights(
     """Generate greedily for every record and score answers against references, plus the
     response-token loss and, when every record is a preference pair, the preference margin;
     cached on the model's weights hashes, the records and the settings."""
+    from llmops.model.generation import answer_all
+
     tokenizer, model = load_model_under_test(model_ref)
     conversations = [list(m) for m in records["messages"]]
     started = time.perf_counter()
@@ -162,9 +209,11 @@ def score_weights(
 
 def load_model_under_test(
     model_ref: ModelUnderTest,
-) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+) -> tuple["PreTrainedTokenizerBase", "PreTrainedModel"]:
     """The model's tokenizer and weights (its base, plus its adapter when it has one), in eval
     mode."""
+    from peft import PeftModel
+
     base = resolve_base(model_ref.base_ref)
     tokenizer, model = load_tokenizer(base), load_model(base)
     if model_ref.adapter_uri:
@@ -247,9 +296,11 @@ def save_evaluation_run(
     champion: ModelUnderTest | None,
     training_run_id: str | None,
     cost: ComputeCost,
+    fingerprint: str,
 ) -> str:
     """Log metrics, CIs, cost, the per-example outputs table and the dataset input to a new
-    MLflow run (for people browsing MLflow); returns its id."""
+    MLflow run (for people browsing MLflow), tagged with the evaluation's fingerprint; returns
+    its id."""
     mlflow_client()
     table = _outputs_table(records, scores)
     with mlflow.start_run(experiment_id=ensure_experiment(experiment)) as run:
@@ -262,6 +313,7 @@ def save_evaluation_run(
                 "adapter_sha256": candidate.adapter_sha256 or "",
                 "champion_version": champion.version if champion else "",
                 "training_run_id": training_run_id or "",
+                FINGERPRINT_TAG: fingerprint,
             }
         )
         mlflow_dataset = mlflow.data.from_pandas(
@@ -298,6 +350,14 @@ def save_evaluation_report(store_url: str, report: EvaluationReport) -> Evaluati
 def report_uri(store_url: str, run_id: str) -> str:
     """Where the report of evaluation run `run_id` is kept."""
     return store.join(store_url, "evaluations", run_id, "report.json")
+
+
+def read_evaluation_report(store_url: str, run_id: str) -> EvaluationReport | None:
+    """The report kept for evaluation run `run_id`, or None when there is none (yet)."""
+    uri = report_uri(store_url, run_id)
+    if not store.exists(uri):
+        return None
+    return EvaluationReport.model_validate(store.read_json(uri))
 
 
 @task

@@ -14,13 +14,19 @@ from prefect.exceptions import FlowPauseTimeout, ObjectAlreadyExists
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
-from llmops import store
 from llmops.governance import audit
 from llmops.model import registry
-from llmops.model.gate import GateDecision, GatePolicy, decide, settle
+from llmops.model.gate import (
+    GateDecision,
+    GatePolicy,
+    SettledDecision,
+    already_champion,
+    decide,
+    settle,
+)
 from llmops.outputs import EvaluationReport, PromotionDecision
 from llmops.release import ReleasePlan, open_release
-from tasks.evaluation import report_uri
+from tasks.evaluation import read_evaluation_report, report_uri
 from tasks.policy import STORE_RETRIES
 
 # How long an alias change waits for the model's lock before failing (another promotion or
@@ -53,12 +59,13 @@ def load_evaluation_report(store_url: str, run_id: str) -> EvaluationReport:
     """The report `evaluate` kept in the store for evaluation run `run_id`."""
     if not run_id:
         raise ValueError("no evaluation run given: run `llmops evaluate` first and pass its run id")
-    uri = report_uri(store_url, run_id)
-    if not store.exists(uri):
+    report = read_evaluation_report(store_url, run_id)
+    if report is None:
         raise FileNotFoundError(
-            f"no evaluation report for run {run_id} at {uri}: evaluate with the same store"
+            f"no evaluation report for run {run_id} at {report_uri(store_url, run_id)}: "
+            "evaluate with the same store"
         )
-    return EvaluationReport.model_validate(store.read_json(uri))
+    return report
 
 
 @task
@@ -81,6 +88,22 @@ def register_candidate(registered_model: str, report: EvaluationReport) -> str:
         report.training_run_id,
         tags,
     )
+
+
+@task
+def check_already_champion(
+    registered_model: str, report: EvaluationReport
+) -> PromotionDecision | None:
+    """The decision when the evaluated candidate is the champion already (its version's
+    weights hashes are the report's: a rerun with nothing changed), else None. Nothing moves,
+    so nothing is registered, locked, tagged or audited."""
+    version = registry.alias_version(registered_model, registry.CHAMPION)
+    if version is None:
+        return None
+    candidate = (report.base_ref, report.base_sha256, report.adapter_sha256)
+    if registry.version_weights(registered_model, version) != candidate:
+        return None
+    return _decision(registered_model, version, already_champion(version), None, report)
 
 
 @task
@@ -154,6 +177,16 @@ def save_decision(
         )
         reasons = "; ".join(settled.reasons)
         audit.record(f"promotion.{settled.verdict}", reasons, registered_model, version)
+    return _decision(registered_model, version, settled, previous, report)
+
+
+def _decision(
+    registered_model: str,
+    version: str,
+    settled: SettledDecision,
+    previous: str | None,
+    report: EvaluationReport,
+) -> PromotionDecision:
     return PromotionDecision(
         registered_model=registered_model,
         version=version,

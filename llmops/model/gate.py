@@ -229,9 +229,7 @@ def settle(
     loop."""
     champion_now = champion_chain[0] if champion_chain else None
     if champion_now == version:
-        return SettledDecision(
-            "already_champion", "champion", [f"version {version} is already the champion"]
-        )
+        return already_champion(version)
     if version in champion_chain:
         return SettledDecision(
             "rejected",
@@ -249,6 +247,13 @@ def settle(
         )
     verdict: Verdict = "promoted" if decision.passed else "rejected"
     return SettledDecision(verdict, decision.compared_to, decision.reasons)
+
+
+def already_champion(version: str) -> SettledDecision:
+    """The decision about a version that is the champion already: nothing moves."""
+    return SettledDecision(
+        "already_champion", "champion", [f"version {version} is already the champion"]
+    )
 
 
 def _directional() -> list[str]:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.stats import bootstrap
 
 from llmops.records import Message, prompt_messages, with_answer
 
@@ -192,6 +191,8 @@ def paired_bootstrap(
     diff = float(np.mean(a - b))
     if a.size == 1 or np.allclose(a - b, a[0] - b[0]):
         return Interval(diff, diff, diff)  # no spread: every resample gives the same mean
+    from scipy.stats import bootstrap  # here: scipy.stats takes a second, a reused evaluation none
+
     # Percentile method: BCa is undefined for the many ties exact match produces.
     result = bootstrap(
         (a, b),

@@ -134,6 +134,12 @@ def version_tags(model_name: str, version: str) -> dict[str, str]:
     return dict(mlflow_client().get_model_version(model_name, version).tags)
 
 
+def version_weights(model_name: str, version: str) -> tuple[str, str | None, str]:
+    """What names a version's weights, from its tags: (base ref, base sha256, adapter sha256)."""
+    tags = version_tags(model_name, version)
+    return tags["base_ref"], tags.get("base_sha256") or None, tags["adapter_sha256"]
+
+
 def tag_version(model_name: str, version: str, tags: dict[str, str]) -> None:
     """Record tags (decision, reasons, ...) on a version."""
     client = mlflow_client()

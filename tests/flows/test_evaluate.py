@@ -102,7 +102,10 @@ def test_evaluate_logs_its_cost_and_a_cached_score_costs_nothing(
     logged = mlflow.get_run(result.run_id).data.metrics
     assert {k: logged[k] for k in cost.metrics()} == pytest.approx(cost.metrics())
 
-    again = evaluate(config)  # both scores come from Prefect's cache: nothing new spent
+    # Another bootstrap is a new evaluation (the same one would be reused), and both scores
+    # come from Prefect's cache: nothing new spent.
+    again = evaluate(config.model_copy(update={"n_resamples": 300}))
+    assert again.run_id != result.run_id
     assert again.metrics == result.metrics
     assert again.cost is not None and again.cost.device_seconds == again.cost.tokens == 0
 

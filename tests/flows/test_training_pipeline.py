@@ -3,6 +3,8 @@ SQLite, the tiny random model; a second run with unchanged data and config is ca
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,6 +76,7 @@ def test_pipeline_runs_end_to_end_and_caches(
     assert f"training {first.trained.cost.line()}, evaluation" in summary
 
     model_loads.clear()
+    tags_before = registry.version_tags(name, decision.version)
     second = training_pipeline(config)
     # Every stage's inputs unchanged: no model is built or loaded, nothing is scored again (the
     # champion is now the candidate the first run promoted: same weights, same scores).
@@ -91,6 +94,20 @@ def test_pipeline_runs_end_to_end_and_caches(
     assert len(mlflow_client().search_model_versions(f"name='{name}'")) == 1
     if decision.verdict == "promoted":
         assert second.evaluation.metrics["champion"] == second.evaluation.metrics["candidate"]
+        # Already the champion: nothing registered, tagged or audited, but the decision shown.
+        assert registry.version_tags(name, decision.version) == tags_before
+        assert "already champion" in str(Artifact.get("promotion-decision").data)
+
+    # The same evaluation again (same settings, data and models): its finished run and report
+    # are reused, and no MLflow run is added.
+    from flows.evaluate import evaluate
+    from tasks.pipeline import configure_evaluation
+
+    experiment = mlflow_client().get_experiment_by_name(config.evaluate.experiment)
+    runs = len(mlflow_client().search_runs([experiment.experiment_id]))
+    again = evaluate(configure_evaluation.fn(config.evaluate, second.dataset, second.trained))
+    assert again == second.evaluation
+    assert len(mlflow_client().search_runs([experiment.experiment_id])) == runs
 
     # A changed evaluation setting re-runs what depends on it, and only that: the candidate and
     # the base are scored again (two model loads), the dataset and training run are reused.
@@ -109,3 +126,18 @@ def test_pipeline_config_rejects_disagreeing_stages() -> None:
 
     with pytest.raises(ValueError, match="registered_model"):
         TrainingPipelineConfig.from_profile("tiny", promote={"registered_model": "other"})
+
+
+def test_main_job_imports_no_model_library(llmops_home: Path) -> None:
+    """What `llmops run` imports before its flow runs loads no torch, transformers, peft or
+    datasets (seconds of start-up): a rerun that finds every result cached needs none."""
+    code = (
+        "import sys, llmops.cli, flows.training_pipeline\n"
+        "from llmops.flow_configs import TrainingPipelineConfig\n"
+        "TrainingPipelineConfig.from_profile('cpu')\n"
+        "print(sorted({'torch', 'transformers', 'peft', 'datasets'} & set(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert done.stdout.strip() == "[]"
