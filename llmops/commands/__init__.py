@@ -1,6 +1,7 @@
 """Subcommands of the `llmops` CLI, one module per area; each exposes `register(app)`."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -39,3 +40,21 @@ def run_flow(flow_fn: Any, config: Any) -> Any:
     """Run a flow in-process; bad input becomes a one-line error and exit code 1."""
     with one_line_errors():
         return flow_fn(config)
+
+
+def start_flow_server() -> Callable[[], None]:
+    """Start Prefect's temporary server in the background when no server is configured, and
+    return the wait for it (which re-raises its failure). Its start, a subprocess that imports
+    and migrates Prefect's API (seconds), then overlaps this process's imports of the flow
+    about to run; the flow finds it running (Prefect keeps one temporary server per process)
+    instead of starting it and waiting."""
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url:
+        return lambda: None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    started = pool.submit(SubprocessASGIServer().start)
+    pool.shutdown(wait=False)  # the start goes on; the pool takes nothing more
+    return started.result

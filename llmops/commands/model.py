@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from llmops.commands import Profile, one_line_errors, run_flow
+from llmops.commands import Profile, one_line_errors, run_flow, start_flow_server
 from llmops.home import home_path, project_home
 
 if TYPE_CHECKING:
@@ -147,10 +147,13 @@ def rollback_command(
 
 def run_command(profile: Profile = "cpu") -> None:
     """The main job: prepare the bundled sample data, fine-tune, evaluate, gate and promote."""
+    server_started = start_flow_server()
     from flows.training_pipeline import training_pipeline
     from llmops.flow_configs import TrainingPipelineConfig
 
-    result = run_flow(training_pipeline, TrainingPipelineConfig.from_profile(profile))
+    config = TrainingPipelineConfig.from_profile(profile)
+    server_started()
+    result = run_flow(training_pipeline, config)
     evaluation = result.evaluation
     candidate, base = evaluation.metrics["candidate"], evaluation.metrics["base"]
     home = project_home()
