@@ -38,6 +38,7 @@ from tasks.data import (
     save_eda_report,
     save_splits,
     shard_task_runner,
+    split_candidates,
 )
 
 
@@ -73,23 +74,20 @@ def prepare_shards(
     ).result()
     check_contract(summaries, contract)
     band_columns = [f"band_{b}" for b in range(settings.num_bands)]
-    each_shard = range(len(summaries))
     everything = unmapped(summaries)
 
     exact = find_exact_duplicates.submit(summaries)
     candidates = bucket_band.map(everything, band_columns, unmapped([exact]), unmapped(False))
-    confirmed = confirm_pairs.map(
-        everything, each_shard, unmapped(candidates), unmapped("key"), unmapped(settings)
-    )
+    index, pairs = split_candidates(summaries, candidates)
+    confirmed = confirm_pairs.map(unmapped(index), pairs, unmapped("key"), unmapped(settings))
     near = resolve_near_duplicates.submit(confirmed)
     conflicts = find_conflicting_answers.submit(summaries, exact, near)
     deduplicated = [exact, near] + ([conflicts] if rules.conflicting_answers == "drop" else [])
 
     cross_columns = [f"d{column}" for column in band_columns]
     cross = bucket_band.map(everything, cross_columns, unmapped(deduplicated), unmapped(True))
-    matches = confirm_pairs.map(
-        everything, each_shard, unmapped(cross), unmapped("dkey"), unmapped(settings)
-    )
+    index, pairs = split_candidates(summaries, cross)
+    matches = confirm_pairs.map(unmapped(index), pairs, unmapped("dkey"), unmapped(settings))
     contaminated = find_contamination.submit(matches)
 
     rejected, conflict_list = list_rejections(

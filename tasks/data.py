@@ -22,7 +22,7 @@ from llmops.data import eda, ingest, shards
 from llmops.data.contracts import Contract, Deduplication, failing_rows
 from llmops.data.errors import DataContractError
 from llmops.data.prepare import content_hash, dumps_jsonl, redact_records
-from llmops.data.shards import Outcomes, Shard, ShardSettings, ShardSummary
+from llmops.data.shards import Outcomes, Shard, ShardIndex, ShardSettings, ShardSummary
 from llmops.datasets import read_dataset
 from llmops.outputs import DatasetRef
 from tasks.policy import STORE_RETRIES
@@ -170,6 +170,15 @@ def bucket_band(
     gone = np.concatenate([o.position for o in excluded])
     is_eval = shards.read_signatures(summaries, ["is_eval"])["is_eval"] if cross else None
     return shards.band_candidates(summaries, column, gone, is_eval)
+
+
+@task(cache_policy=NO_CACHE)
+def split_candidates(
+    summaries: list[ShardSummary], candidates: list[np.ndarray]
+) -> tuple[ShardIndex, list[np.ndarray]]:
+    """The shards' index and every band's candidate pairs, split by the shard that holds i."""
+    index = ShardIndex.of(summaries)
+    return index, shards.pairs_by_shard(candidates, index)
 
 
 # A shard's candidate pairs confirmed exactly; the library function is the whole task.

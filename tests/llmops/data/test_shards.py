@@ -6,9 +6,11 @@ import numpy as np
 
 from llmops.data import ingest
 from llmops.data.shards import (
+    ShardIndex,
     bucket_pairs,
     cross_matches,
     near_duplicates,
+    pairs_by_shard,
     plan_shards,
     read_shard,
 )
@@ -82,3 +84,13 @@ def test_band_buckets_pair_every_earlier_member_or_train_with_eval():
     cross = bucket_pairs(values, np.array([], np.int64), is_eval)
     assert sorted(map(tuple, cross.tolist())) == [(1, 6), (3, 0), (5, 0)]
     assert bucket_pairs(values[:1], np.array([], np.int64)).shape == (0, 2)
+
+
+def test_candidate_pairs_go_once_to_the_shard_that_holds_i():
+    # Three shards of 3, 0 and 4 kept records: global positions 0-2, none, 3-6.
+    index = ShardIndex(["s0", "s1", "s2"], np.array([0, 3, 3, 7]))
+    band_a = np.array([[2, 0], [4, 1], [6, 3]])
+    band_b = np.array([[4, 1], [3, 2], [2, 1]])  # (4, 1) again from another band
+    split = pairs_by_shard([band_a, np.zeros((0, 2), np.int64), band_b], index)
+    assert [p.tolist() for p in split] == [[[2, 0], [2, 1]], [], [[3, 2], [4, 1], [6, 3]]]
+    assert [p.shape for p in pairs_by_shard([], index)] == [(0, 2)] * 3
