@@ -98,8 +98,10 @@ def test_evaluate_reports_slices_and_the_bias_probe(
     assert "SPREAD" in str(Artifact.get("evaluation-fairness").data)
     assert EvaluationReport.model_validate(report.model_dump(mode="json")) == report
 
-    # Probe answers are cached on the models' hashes like scores: a rerun generates nothing.
-    again = evaluate(config)
+    # Probe answers are cached on the models' hashes like scores: a new evaluation (another
+    # bootstrap; the same settings would reuse this one whole) generates nothing.
+    again = evaluate(config.model_copy(update={"n_resamples": 300}))
+    assert again.run_id != report.run_id
     assert again.fairness == report.fairness
     assert again.cost is not None and again.cost.device_seconds == 0
 

@@ -9,6 +9,7 @@ import pytest
 from model_support import make_tiny_adapter, write_pairs_dataset, write_tiny_dataset
 from transformers import TrainerCallback
 
+import llmops.model.training
 import tasks.finetune
 from flows.finetune import finetune
 from llmops.flow_configs import FinetuneConfig
@@ -92,15 +93,15 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(
     llmops_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dataset = write_tiny_dataset(tmp_path)
-    train_lora = tasks.finetune.train_lora
+    train_lora = llmops.model.training.train_lora
 
     def killed_at_5(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         return train_lora(*args[:-1], [*args[-1], KillAt(5)], **kwargs)
 
-    monkeypatch.setattr(tasks.finetune, "train_lora", killed_at_5)
+    monkeypatch.setattr(llmops.model.training, "train_lora", killed_at_5)
     with pytest.raises(Killed):
         finetune(tiny_config(dataset))
-    monkeypatch.setattr(tasks.finetune, "train_lora", train_lora)
+    monkeypatch.setattr(llmops.model.training, "train_lora", train_lora)
 
     result = finetune(tiny_config(dataset))
     assert result.metrics["resumed_from_step"] == 4
@@ -198,15 +199,15 @@ def test_dpo_learns_the_pairs_logs_its_rewards_and_resumes_to_the_same_adapter(
 
     # A fresh home: the same run killed after its step-1 checkpoint, then resumed.
     monkeypatch.setenv("LLMOPS_HOME", str(tmp_path / "second-home"))
-    train_lora = tasks.finetune.train_lora
+    train_lora = llmops.model.training.train_lora
 
     def killed_at_2(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         return train_lora(*args[:-1], [*args[-1], KillAt(2)], **kwargs)
 
-    monkeypatch.setattr(tasks.finetune, "train_lora", killed_at_2)
+    monkeypatch.setattr(llmops.model.training, "train_lora", killed_at_2)
     with pytest.raises(Killed):
         finetune(config)
-    monkeypatch.setattr(tasks.finetune, "train_lora", train_lora)
+    monkeypatch.setattr(llmops.model.training, "train_lora", train_lora)
     resumed = finetune(config)
     assert resumed.metrics["resumed_from_step"] == 1 and resumed.metrics["global_step"] == 2
     assert resumed.run_uri != result.run_uri
