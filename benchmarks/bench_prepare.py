@@ -52,7 +52,7 @@ def write_corpus(path: Path, n: int) -> None:
             handle.write(json.dumps({"id": str(i), "prompt": prompt, "response": f"ok {i}"}) + "\n")
 
 
-def run_once(source: str, output: str, mode: str, shard_records: int) -> dict:
+def run_once(source: str, output: str, mode: str, shard_records: int, range_records: int) -> dict:
     """One prepare run in this process (what the parent measures from outside)."""
     from llmops.home import configure_environment
 
@@ -61,7 +61,9 @@ def run_once(source: str, output: str, mode: str, shard_records: int) -> dict:
     from llmops.flow_configs import PrepareConfig
 
     # The whole-batch code's config knows no shards.
-    sharding = {} if mode == BASELINE else {"shard_records": shard_records}
+    sharding = (
+        {} if mode == BASELINE else {"shard_records": shard_records, "range_records": range_records}
+    )
     config = PrepareConfig.from_profile(
         "cpu",
         sources=[source],
@@ -75,7 +77,7 @@ def run_once(source: str, output: str, mode: str, shard_records: int) -> dict:
     return {"seconds": time.perf_counter() - start, "id": dataset.dataset_id, **dataset.counts}
 
 
-def measure(source: Path, mode: str, shard_records: int, tmp: Path) -> dict:
+def measure(source: Path, mode: str, shard_records: int, range_records: int, tmp: Path) -> dict:
     """Run one mode in a child process; sample the RSS of it and its descendants."""
     output = tempfile.mkdtemp(dir=tmp)
     # The baseline's packages (llmops, flows, tasks) come first on the path, before this
@@ -83,7 +85,8 @@ def measure(source: Path, mode: str, shard_records: int, tmp: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tmp / BASELINE)} if mode == BASELINE else None
     child = subprocess.Popen(
         [sys.executable, __file__, "--run-one", mode, "--source", str(source)]
-        + ["--output", output, "--shard-records", str(shard_records)],
+        + ["--output", output, "--shard-records", str(shard_records)]
+        + ["--range-records", str(range_records)],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -142,6 +145,12 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=2, help="runs of each mode, interleaved")
     parser.add_argument("--shard-records", type=int, default=20_000)
+    parser.add_argument(
+        "--range-records",
+        type=int,
+        default=1_000_000,
+        help="records per hash range in the global steps (the config's range_records)",
+    )
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=[*MODES, BASELINE])
     parser.add_argument(
         "--baseline", default="8ff7d8a", help=f"the commit mode {BASELINE} runs (git archive)"
@@ -152,7 +161,13 @@ def main() -> None:
     parser.add_argument("--output", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_one:
-        print(json.dumps(run_once(args.source, args.output, args.run_one, args.shard_records)))
+        print(
+            json.dumps(
+                run_once(
+                    args.source, args.output, args.run_one, args.shard_records, args.range_records
+                )
+            )
+        )
         return
     if args.quick:
         args.records, args.repeats, args.shard_records = 20_000, 1, 5_000
@@ -172,7 +187,7 @@ def main() -> None:
         runs = []
         for _ in range(args.repeats):
             for mode in args.modes:
-                run = measure(source, mode, args.shard_records, tmp)
+                run = measure(source, mode, args.shard_records, args.range_records, tmp)
                 runs.append(run)
                 print(
                     f"{mode:>6}: {args.records / run['seconds']:>9,.0f} records/s, peak RSS "
@@ -190,6 +205,7 @@ def main() -> None:
     summary: dict = {
         "records": args.records,
         "shard_records": args.shard_records,
+        "range_records": args.range_records,
         "parse_only_records_per_s": round(parse_rate),
         "whole_batch_committed": WHOLE_BATCH,
         "counts": json.loads(counts.pop()),

@@ -28,6 +28,7 @@ from tasks.data import (
     find_conflicting_answers,
     find_contamination,
     find_exact_duplicates,
+    index_shards,
     list_rejections,
     list_source_files,
     load_prepared_dataset,
@@ -74,19 +75,19 @@ def prepare_shards(
     ).result()
     check_contract(summaries, contract)
     band_columns = [f"band_{b}" for b in range(settings.num_bands)]
-    everything = unmapped(summaries)
+    index = index_shards(summaries, config.range_records)
 
-    exact = find_exact_duplicates.submit(summaries)
-    candidates = bucket_band.map(everything, band_columns, unmapped([exact]), unmapped(False))
-    index, pairs = split_candidates(summaries, candidates)
+    exact = find_exact_duplicates.submit(index)
+    candidates = bucket_band.map(unmapped(index), band_columns, unmapped([exact]), unmapped(False))
+    pairs = split_candidates(index, candidates)
     confirmed = confirm_pairs.map(unmapped(index), pairs, unmapped("key"), unmapped(settings))
     near = resolve_near_duplicates.submit(confirmed)
-    conflicts = find_conflicting_answers.submit(summaries, exact, near)
+    conflicts = find_conflicting_answers.submit(index, exact, near)
     deduplicated = [exact, near] + ([conflicts] if rules.conflicting_answers == "drop" else [])
 
     cross_columns = [f"d{column}" for column in band_columns]
-    cross = bucket_band.map(everything, cross_columns, unmapped(deduplicated), unmapped(True))
-    index, pairs = split_candidates(summaries, cross)
+    cross = bucket_band.map(unmapped(index), cross_columns, unmapped(deduplicated), unmapped(True))
+    pairs = split_candidates(index, cross)
     matches = confirm_pairs.map(unmapped(index), pairs, unmapped("dkey"), unmapped(settings))
     contaminated = find_contamination.submit(matches)
 

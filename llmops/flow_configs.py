@@ -78,6 +78,12 @@ class PrepareConfig(FlowConfig):
         description="Lines per shard of a JSONL source (other formats: a shard a file); "
         "memory holds a shard, not the corpus.",
     )
+    range_records: int = Field(
+        1_000_000,
+        ge=1,
+        description="Records per hash range in the global deduplication steps, which group "
+        "one range at a time (each range reads every shard again): bounds their memory.",
+    )
     dask_address: str | None = Field(
         None,
         description="Run the shard tasks on Dask: a scheduler address (tcp://host:8786) or "
@@ -115,7 +121,13 @@ class PrepareConfig(FlowConfig):
         """The settings that shape the data (not where it is read from or written to, nor
         whether it is explored)."""
         where = {"sources", "output", "storage_options", "store", "eda"}
-        where |= {"shard_records", "dask_address", "workers", "eda_records"}  # same data
+        where |= {
+            "shard_records",
+            "range_records",
+            "dask_address",
+            "workers",
+            "eda_records",
+        }  # same data
         return json.dumps(self.model_dump(exclude=where), sort_keys=True)
 
 

@@ -156,29 +156,31 @@ def _hold_to_contract(
 
 
 @task(cache_policy=NO_CACHE)
-def find_exact_duplicates(summaries: list[ShardSummary]) -> Outcomes:
+def index_shards(summaries: list[ShardSummary], range_records: int) -> ShardIndex:
+    """Where each shard's records are, and the hash ranges the grouping steps take them in."""
+    return ShardIndex.of(summaries, range_records)
+
+
+@task(cache_policy=NO_CACHE)
+def find_exact_duplicates(index: ShardIndex) -> Outcomes:
     """Records whose normalized key repeats an earlier record's, across all shards."""
-    return shards.exact_duplicates(summaries)
+    return shards.exact_duplicates(index)
 
 
 @task(cache_policy=NO_CACHE)
 def bucket_band(
-    summaries: list[ShardSummary], column: str, excluded: list[Outcomes], cross: bool
+    index: ShardIndex, column: str, excluded: list[Outcomes], cross: bool
 ) -> np.ndarray:
     """Candidate pairs of one band (column `band_k` or `dband_k`), leaving out the records
     already rejected; train x eval pairs when `cross`."""
     gone = np.concatenate([o.position for o in excluded])
-    is_eval = shards.read_signatures(summaries, ["is_eval"])["is_eval"] if cross else None
-    return shards.band_candidates(summaries, column, gone, is_eval)
+    return shards.band_candidates(index, column, gone, cross)
 
 
 @task(cache_policy=NO_CACHE)
-def split_candidates(
-    summaries: list[ShardSummary], candidates: list[np.ndarray]
-) -> tuple[ShardIndex, list[np.ndarray]]:
-    """The shards' index and every band's candidate pairs, split by the shard that holds i."""
-    index = ShardIndex.of(summaries)
-    return index, shards.pairs_by_shard(candidates, index)
+def split_candidates(index: ShardIndex, candidates: list[np.ndarray]) -> list[np.ndarray]:
+    """Every band's candidate pairs, each once, split by the shard that holds i."""
+    return shards.pairs_by_shard(candidates, index)
 
 
 # A shard's candidate pairs confirmed exactly; the library function is the whole task.
@@ -192,12 +194,10 @@ def resolve_near_duplicates(confirmed: list[np.ndarray]) -> Outcomes:
 
 
 @task(cache_policy=NO_CACHE)
-def find_conflicting_answers(
-    summaries: list[ShardSummary], exact: Outcomes, near: Outcomes
-) -> Outcomes:
+def find_conflicting_answers(index: ShardIndex, exact: Outcomes, near: Outcomes) -> Outcomes:
     """Other answers to an already answered prompt: among the records left after exact and
     near duplicates, plus the exact-key repeats with another answer."""
-    left = shards.conflicting_answers(summaries, np.concatenate([exact.position, near.position]))
+    left = shards.conflicting_answers(index, np.concatenate([exact.position, near.position]))
     return left + exact.where(exact.reason == shards.CONFLICT)
 
 

@@ -11,7 +11,9 @@ grouping each band's hashes (one task a band) into candidate pairs, confirming e
 (`is_near_duplicate`), then resolving in the global record order exactly as the sequential
 algorithm does: record i is a near duplicate iff a confirmed candidate j < i is kept, and it
 names the smallest such j. Positions are global: shard by shard, record by record, the order
-in which the whole-batch code visits them. See docs/data.md, "Sharded and distributed".
+in which the whole-batch code visits them. The grouping steps take the records one hash range
+at a time (`read_range`): records that share a value share its range, so memory holds a range,
+not the corpus. See docs/data.md, "Sharded and distributed".
 """
 
 import hashlib
@@ -325,25 +327,77 @@ class Outcomes:
     def where(self, mask: np.ndarray) -> "Outcomes":
         return Outcomes.of(self.position[mask], self.reason[mask], self.related[mask])
 
+    def in_order(self) -> "Outcomes":
+        """The same outcomes by ascending position (hash ranges find them out of order)."""
+        return self.where(np.argsort(self.position, kind="stable"))
 
-def exact_duplicates(summaries: list[ShardSummary]) -> Outcomes:
+
+@dataclass(frozen=True)
+class ShardIndex:
+    """Where every shard's records are, where each begins in the global order, and in how many
+    hash ranges the grouping steps take them: all a global task needs of the summaries.
+    Prefect walks a task's list arguments item by item to resolve them, and a list of 500
+    summaries took ~1 s a task at 10M records, for each of 2 x 500 confirm tasks; 500 URIs and
+    an array cost it ~1 ms."""
+
+    uris: list[str]
+    bounds: np.ndarray
+    ranges: int = 1
+
+    @classmethod
+    def of(cls, summaries: list[ShardSummary], range_records: int) -> "ShardIndex":
+        """The summaries' index, with ranges of about `range_records` records each."""
+        bounds = offsets(summaries)
+        return cls([s.uri for s in summaries], bounds, max(1, -(-int(bounds[-1]) // range_records)))
+
+
+def read_range(
+    index: ShardIndex, by: str, columns: list[str], part: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The global positions (ascending) and signature `columns` of the records whose `by`
+    hash falls in range `part` of `index.ranges` (value mod ranges): equal values fall in one
+    range, so grouping range by range finds every group. Each range reads every shard again:
+    ranges x shards small reads buy memory that holds one range, not the corpus."""
+    wanted = list(dict.fromkeys([by, *columns]))
+    positions: list[np.ndarray] = []
+    found: dict[str, list[np.ndarray]] = {c: [] for c in wanted}
+    for s, uri in enumerate(index.uris):
+        if index.bounds[s + 1] == index.bounds[s]:
+            continue
+        table = _read_columns(uri, wanted)
+        values = {c: table[c].to_numpy() for c in wanted}
+        inside = np.flatnonzero(values[by] % np.uint64(index.ranges) == part)
+        positions.append(index.bounds[s] + inside)
+        for c in wanted:
+            found[c].append(values[c][inside])
+    if not positions:
+        return np.zeros(0, np.int64), {c: np.zeros(0, np.uint64) for c in wanted}
+    return np.concatenate(positions), {c: np.concatenate(v) for c, v in found.items()}
+
+
+def exact_duplicates(index: ShardIndex) -> Outcomes:
     """Records whose normalized key repeats an earlier one's: an exact duplicate of the first
     with that key, or, when its answer differs (possible under the prompt key), a conflicting
     answer to it."""
-    cols = read_signatures(summaries, ["exact_hi", "exact_lo", "answer_hi", "answer_lo"])
-    first = _first_of_group(cols["exact_hi"], cols["exact_lo"])
-    i = np.flatnonzero(first != np.arange(len(first)))
-    j = first[i]
-    same = (cols["answer_hi"][i] == cols["answer_hi"][j]) & (
-        cols["answer_lo"][i] == cols["answer_lo"][j]
-    )
-    return Outcomes.of(i, np.where(same, EXACT, CONFLICT), j)
+    found = Outcomes.of([], [], [])
+    for part in range(index.ranges):
+        positions, cols = read_range(
+            index, "exact_hi", ["exact_lo", "answer_hi", "answer_lo"], part
+        )
+        first = _first_of_group(cols["exact_hi"], cols["exact_lo"])
+        i = np.flatnonzero(first != np.arange(len(first)))
+        j = first[i]
+        same = (cols["answer_hi"][i] == cols["answer_hi"][j]) & (
+            cols["answer_lo"][i] == cols["answer_lo"][j]
+        )
+        found += Outcomes.of(positions[i], np.where(same, EXACT, CONFLICT), positions[j])
+    return found.in_order()
 
 
 def _first_of_group(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """For each position, the smallest position with the same (hi, lo) value."""
+    """For each index, the smallest index with the same (hi, lo) value."""
     n = len(hi)
-    order = np.lexsort((lo, hi))  # stable: positions ascend within a group
+    order = np.lexsort((lo, hi))  # stable: indices ascend within a group
     hi_s, lo_s = hi[order], lo[order]
     start = np.ones(n, bool)
     start[1:] = (hi_s[1:] != hi_s[:-1]) | (lo_s[1:] != lo_s[:-1])
@@ -353,27 +407,30 @@ def _first_of_group(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
 
 
 def band_candidates(
-    summaries: list[ShardSummary],
-    column: str,
-    excluded: np.ndarray,
-    is_eval: np.ndarray | None = None,
+    index: ShardIndex, column: str, excluded: np.ndarray, cross: bool
 ) -> np.ndarray:
     """(i, j) pairs of records that share the band hash in `column`, neither of them in
-    `excluded`: every j < i of a bucket; or, given `is_eval`, every train i with eval j."""
-    return bucket_pairs(read_signatures(summaries, [column])[column], excluded, is_eval)
+    `excluded`: every j < i of a bucket; or, when `cross`, every train i with eval j."""
+    pairs = []
+    for part in range(index.ranges):
+        positions, cols = read_range(index, column, ["is_eval"] if cross else [], part)
+        alive = ~np.isin(positions, excluded)
+        pairs.append(
+            bucket_pairs(
+                positions[alive], cols[column][alive], cols["is_eval"][alive] if cross else None
+            )
+        )
+    return np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
 
 
 def bucket_pairs(
-    values: np.ndarray, excluded: np.ndarray, is_eval: np.ndarray | None = None
+    positions: np.ndarray, values: np.ndarray, is_eval: np.ndarray | None = None
 ) -> np.ndarray:
-    """`band_candidates` over one band's hash of every record, by global position."""
-    alive = np.ones(len(values), bool)
-    alive[excluded] = False
-    positions = np.flatnonzero(alive)
-    order = positions[np.argsort(values[positions], kind="stable")]
-    # At scale nearly every bucket holds one record: one bool a record (equal to the next?)
-    # finds the members of the others, where arrays of bucket bounds would be int64 a record
-    # (two band tasks at once hold these; 10M records, docs/data.md).
+    """`band_candidates` over one band's hash `values` of the records at ascending global
+    `positions`: pairs of positions."""
+    order = np.argsort(values, kind="stable")
+    # Nearly every bucket holds one record: one bool a record (equal to the next?) finds the
+    # members of the others, where arrays of bucket bounds would be int64 a record.
     same = values[order[1:]] == values[order[:-1]]
     shared = np.zeros(len(order), bool)
     shared[1:] = same
@@ -385,27 +442,13 @@ def bucket_pairs(
     pairs = []
     for start, end in itertools.pairwise(bounds):
         bucket = order[members[start:end]]
+        ids = positions[bucket]
         if is_eval is None:
-            pairs += [(i, j) for k, i in enumerate(bucket) for j in bucket[:k]]
+            pairs += [(i, j) for k, i in enumerate(ids) for j in ids[:k]]
         else:
             side = is_eval[bucket]
-            pairs += [(i, j) for i in bucket[~side] for j in bucket[side]]
+            pairs += [(i, j) for i in ids[~side] for j in ids[side]]
     return np.array(pairs, np.int64).reshape(-1, 2)
-
-
-@dataclass(frozen=True)
-class ShardIndex:
-    """Where every shard's records are and where each begins in the global order: all a confirm
-    task needs of the summaries. Prefect walks a task's list arguments item by item to resolve
-    them, and a list of 500 summaries took ~1 s a task at 10M records, for each of 2 x 500
-    confirm tasks; 500 URIs and an array cost it ~1 ms."""
-
-    uris: list[str]
-    bounds: np.ndarray
-
-    @classmethod
-    def of(cls, summaries: list[ShardSummary]) -> "ShardIndex":
-        return cls([s.uri for s in summaries], offsets(summaries))
 
 
 def pairs_by_shard(candidates: list[np.ndarray], index: ShardIndex) -> list[np.ndarray]:
@@ -464,18 +507,23 @@ def cross_matches(confirmed: np.ndarray) -> Outcomes:
     return Outcomes.of(list(first), [CONTAMINATED] * len(first), list(first.values()))
 
 
-def conflicting_answers(summaries: list[ShardSummary], excluded: np.ndarray) -> Outcomes:
+def conflicting_answers(index: ShardIndex, excluded: np.ndarray) -> Outcomes:
     """Records (outside `excluded`) whose answer differs from that of the first such record
     with the same normalized prompt."""
-    cols = read_signatures(summaries, ["prompt_hi", "prompt_lo", "answer_hi", "answer_lo"])
-    alive = np.ones(len(cols["prompt_hi"]), bool)
-    alive[excluded] = False
-    positions = np.flatnonzero(alive)
-    first = positions[_first_of_group(cols["prompt_hi"][positions], cols["prompt_lo"][positions])]
-    differs = (cols["answer_hi"][positions] != cols["answer_hi"][first]) | (
-        cols["answer_lo"][positions] != cols["answer_lo"][first]
-    )
-    return Outcomes.of(positions[differs], [CONFLICT] * int(differs.sum()), first[differs])
+    found = Outcomes.of([], [], [])
+    for part in range(index.ranges):
+        positions, cols = read_range(
+            index, "prompt_hi", ["prompt_lo", "answer_hi", "answer_lo"], part
+        )
+        alive = np.flatnonzero(~np.isin(positions, excluded))
+        first = alive[_first_of_group(cols["prompt_hi"][alive], cols["prompt_lo"][alive])]
+        differs = (cols["answer_hi"][alive] != cols["answer_hi"][first]) | (
+            cols["answer_lo"][alive] != cols["answer_lo"][first]
+        )
+        found += Outcomes.of(
+            positions[alive[differs]], [CONFLICT] * int(differs.sum()), positions[first[differs]]
+        )
+    return found.in_order()
 
 
 def record_ids(summaries: list[ShardSummary], positions: np.ndarray) -> dict[int, tuple[str, str]]:

@@ -3,12 +3,18 @@
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from llmops.data import ingest
 from llmops.data.shards import (
+    Outcomes,
     ShardIndex,
+    band_candidates,
     bucket_pairs,
+    conflicting_answers,
     cross_matches,
+    exact_duplicates,
     near_duplicates,
     pairs_by_shard,
     plan_shards,
@@ -75,15 +81,77 @@ def test_contamination_names_the_first_eval_match():
 
 
 def test_band_buckets_pair_every_earlier_member_or_train_with_eval():
-    # Buckets by value: 7 -> {0, 3, 5}, 9 -> {1, 6}, the rest alone; 3 is excluded.
+    # Buckets by value: 7 -> {0, 3, 5}, 9 -> {1, 6}, the rest alone; 3 is excluded. The
+    # records sit at global positions 10 apart.
     values = np.array([7, 9, 4, 7, 2, 7, 9, 8], np.uint64)
-    excluded = np.array([3])
-    pairs = bucket_pairs(values, excluded)
-    assert sorted(map(tuple, pairs.tolist())) == [(5, 0), (6, 1)]
+    positions = np.arange(8) * 10
+    alive = positions != 30
+    pairs = bucket_pairs(positions[alive], values[alive])
+    assert sorted(map(tuple, pairs.tolist())) == [(50, 0), (60, 10)]
     is_eval = np.array([True, False, False, False, False, False, True, False])
-    cross = bucket_pairs(values, np.array([], np.int64), is_eval)
-    assert sorted(map(tuple, cross.tolist())) == [(1, 6), (3, 0), (5, 0)]
-    assert bucket_pairs(values[:1], np.array([], np.int64)).shape == (0, 2)
+    cross = bucket_pairs(positions, values, is_eval)
+    assert sorted(map(tuple, cross.tolist())) == [(10, 60), (30, 0), (50, 0)]
+    assert bucket_pairs(positions[:1], values[:1]).shape == (0, 2)
+
+
+def write_signatures(folder: Path, columns: dict[str, list]) -> str:
+    """A shard scratch folder holding only a signature table."""
+    folder.mkdir()
+    pq.write_table(pa.table(columns), folder / "signatures.parquet")
+    return str(folder)
+
+
+def listed(outcomes: Outcomes) -> list[tuple[int, int, int]]:
+    columns = (outcomes.position, outcomes.reason, outcomes.related)
+    return list(zip(*(c.tolist() for c in columns), strict=True))
+
+
+def test_grouping_by_hash_range_finds_what_grouping_everything_finds(tmp_path: Path):
+    # 3 shards (the middle one empty) of records whose exact key and prompt repeat across
+    # shards and ranges; a repeat with another answer is a conflict.
+    rng = np.random.default_rng(0)
+    n = 300
+    key = rng.integers(0, 40, n).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    answer = rng.integers(0, 3, n).astype(np.uint64)
+    band = rng.integers(0, 60, n).astype(np.uint64)
+    is_eval = rng.random(n) < 0.3
+    columns = {
+        "exact_hi": key,
+        "exact_lo": key // np.uint64(3),
+        "prompt_hi": key,
+        "prompt_lo": key // np.uint64(3),
+        "answer_hi": answer,
+        "answer_lo": answer,
+        "band_0": band,
+        "is_eval": is_eval,
+    }
+    cuts = [(0, 120), (120, 120), (120, n)]
+    uris = [
+        write_signatures(tmp_path / f"shard-{s}", {c: v[a:b] for c, v in columns.items()})
+        for s, (a, b) in enumerate(cuts)
+    ]
+    bounds = np.array([0, 120, 120, n])
+    whole, split = ShardIndex(uris, bounds, 1), ShardIndex(uris, bounds, 7)
+    exact = exact_duplicates(whole)
+    assert len(exact.position) > 200  # 40 keys in 300 records
+    assert listed(exact_duplicates(split)) == listed(exact)
+    excluded = exact.position[::2]
+    for cross in (False, True):
+        pairs = band_candidates(whole, "band_0", excluded, cross)
+        assert len(pairs) > 50
+        assert sorted(map(tuple, band_candidates(split, "band_0", excluded, cross).tolist())) == (
+            sorted(map(tuple, pairs.tolist()))
+        )
+    conflicts = conflicting_answers(whole, excluded)
+    assert len(conflicts.position) > 20
+    assert listed(conflicting_answers(split, excluded)) == listed(conflicts)
+    # Every conflict names the first record with its prompt among those not excluded.
+    first = {}
+    for p in sorted(set(range(n)) - set(excluded.tolist())):
+        first.setdefault(int(key[p]), p)
+    assert all(
+        first[int(key[p])] == j for p, j in zip(conflicts.position, conflicts.related, strict=True)
+    )
 
 
 def test_candidate_pairs_go_once_to_the_shard_that_holds_i():
