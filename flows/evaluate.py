@@ -10,8 +10,9 @@ to MLflow (metrics, per-example table, dataset input) and to Prefect table artif
 answers (win_rate). The examples the candidate changed most are listed with their `llmops
 explain` command. The EvaluationReport it returns is kept in the store, where `promote` reads
 it by run id on any host. The same settings, data and models as a finished evaluation (its
-fingerprint, an MLflow tag) return that evaluation's report; only its artifacts are published
-again.
+fingerprint, an MLflow tag) return that evaluation's report, and so does the candidate's last
+evaluation when the champion is the candidate itself (a rerun after its promotion); only its
+artifacts are published again.
 """
 
 import pandas as pd
@@ -28,6 +29,7 @@ from tasks.bias_probe import (
 )
 from tasks.data import load_dataset
 from tasks.evaluation import (
+    EvaluationKey,
     ModelScores,
     ModelUnderTest,
     compare_scores,
@@ -58,13 +60,13 @@ def evaluate(config: EvaluateConfig) -> EvaluationReport:
     base_ref = ModelUnderTest("base", config.base_model, base_sha256=candidate_ref.base_sha256)
     champion_ref = load_champion(config.registered_model, candidate_ref)
     models = (candidate_ref, base_ref, champion_ref)
-    fingerprint = fingerprint_evaluation(config, dataset.dataset_id, list(models))
+    key = fingerprint_evaluation(config, dataset.dataset_id, *models)
     decoding = (records, config.max_new_tokens, config.batch_size)
     candidate = score_model(candidate_ref, *decoding)
     base = score_model(base_ref, *decoding)
-    report = load_finished_evaluation(config.experiment, config.store_url(), fingerprint)
+    report = load_finished_evaluation(config.experiment, config.store_url(), key)
     if report is None:
-        report = compare_and_log(config, fingerprint, dataset, records, candidate, base, *models)
+        report = compare_and_log(config, key, dataset, records, candidate, base, *models)
     publish_evaluation_table(report)
     publish_example_changes(
         report.run_id, records, candidate, base, config.explain_metrics, config.explain_examples
@@ -77,7 +79,7 @@ def evaluate(config: EvaluateConfig) -> EvaluationReport:
 
 def compare_and_log(
     config: EvaluateConfig,
-    fingerprint: str,
+    key: EvaluationKey,
     dataset: DatasetRef,
     records: pd.DataFrame,
     candidate: ModelScores,
@@ -121,7 +123,7 @@ def compare_and_log(
         champion_ref,
         config.training_run_id,
         cost,
-        fingerprint,
+        key,
     )
     report = EvaluationReport(
         run_id=run_id,

@@ -74,6 +74,7 @@ class EvaluationReport(StageOutput):
     cost: ComputeCost | None = None  # scoring done by this run (None: recorded before costs)
     slices: list[SliceResult] = []  # per-slice results vs compared_to (empty: before slices)
     fairness: dict[str, FairnessResult] = {}  # model label -> bias probe (empty: not run)
+    reused: bool = False  # a finished evaluation returned again: its cost was spent then
 
     @property
     def compared_to(self) -> str:

@@ -1,9 +1,13 @@
 """Prefect tasks of the evaluation flow: load the held-out split, score models, log results."""
 
+import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import time
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
@@ -65,9 +69,24 @@ def weights_key(context: TaskRunContext, inputs: dict[str, Any]) -> str | None:
     return hash_objects(model.base_ref, model.base_sha256, model.adapter_sha256)
 
 
-# The MLflow run tag holding fingerprint_evaluation's key: a finished run with the same key is
-# reused.
+# The MLflow run tags holding fingerprint_evaluation's keys: a finished run with the same
+# fingerprint is reused; so is one of the same candidate fingerprint when the champion is the
+# candidate itself.
 FINGERPRINT_TAG = "evaluation_fingerprint"
+CANDIDATE_FINGERPRINT_TAG = "candidate_fingerprint"
+
+
+@dataclass(frozen=True)
+class EvaluationKey:
+    """What identifies an evaluation: all its inputs, and all but the champion."""
+
+    fingerprint: str
+    candidate_fingerprint: str
+    # The registry's champion has the candidate's weights (a rerun after the candidate was
+    # promoted): comparing it with itself teaches nothing, and `promote` will find it the
+    # champion already, so the last evaluation of this candidate serves whatever it was
+    # compared with.
+    champion_is_candidate: bool
 
 
 # What a model answers depends on its weights, not on the role it plays: a rerun's champion is
@@ -125,37 +144,81 @@ def load_champion(registered_model: str, candidate: ModelUnderTest) -> ModelUnde
     )
 
 
+# The code an evaluation's results also depend on: how answers are generated, scored, judged
+# and explained, and the model libraries generating them. Read as files and package metadata,
+# so that fingerprinting a rerun imports none of them (torch would cost seconds).
+SCORING_MODULES = (
+    "tasks.evaluation",
+    "llmops.model.generation",
+    "llmops.model.metrics",
+    "llmops.model.judge",
+    "llmops.model.explain",
+    "llmops.model.loading",
+)
+SCORING_LIBRARIES = ("torch", "transformers", "peft")
+
+
+def scoring_code_version() -> dict[str, str]:
+    """A sha256 of each scoring module's source file and the model libraries' versions."""
+    sources = {
+        name: hashlib.sha256(Path(importlib.util.find_spec(name).origin).read_bytes()).hexdigest()
+        for name in SCORING_MODULES
+    }
+    return sources | {name: importlib.metadata.version(name) for name in SCORING_LIBRARIES}
+
+
 @task
 def fingerprint_evaluation(
-    config: EvaluateConfig, dataset_id: str, models: list[ModelUnderTest | None]
-) -> str:
-    """What an evaluation's results depend on: its settings, the dataset, and every compared
-    model's weights and registry version (None: no champion)."""
-    ids = [m and (m.label, m.base_ref, m.base_sha256, m.adapter_sha256, m.version) for m in models]
-    fingerprint = hash_objects(config.model_dump(mode="json"), dataset_id, ids)
-    if fingerprint is None:  # only when an input cannot be hashed; these are plain JSON
+    config: EvaluateConfig,
+    dataset_id: str,
+    candidate: ModelUnderTest,
+    base: ModelUnderTest,
+    champion: ModelUnderTest | None,
+) -> EvaluationKey:
+    """What an evaluation's results depend on: its settings, the dataset, every compared
+    model's weights and registry version (None: no champion), and the scoring code's version
+    (a changed metric must not reuse the old results); and the same without the champion."""
+    ids = [
+        m and (m.label, m.base_ref, m.base_sha256, m.adapter_sha256, m.version)
+        for m in (candidate, base, champion)
+    ]
+    common = (config.model_dump(mode="json"), dataset_id, scoring_code_version())
+    fingerprint, candidate_fingerprint = hash_objects(*common, ids), hash_objects(*common, ids[:2])
+    if fingerprint is None or candidate_fingerprint is None:  # these inputs are plain JSON
         raise ValueError("cannot fingerprint the evaluation's inputs")
-    return fingerprint
+    weights = [m and (m.base_ref, m.base_sha256, m.adapter_sha256) for m in (candidate, champion)]
+    return EvaluationKey(fingerprint, candidate_fingerprint, weights[0] == weights[1])
 
 
 @task(**STORE_RETRIES)
 def load_finished_evaluation(
-    experiment: str, store_url: str, fingerprint: str
+    experiment: str, store_url: str, key: EvaluationKey
 ) -> EvaluationReport | None:
-    """The report of a finished evaluation with this fingerprint (its MLflow run's tag), or
-    None: a rerun with nothing changed reuses it rather than logging the same results again."""
-    runs = mlflow_client().search_runs(
-        [ensure_experiment(experiment)],
-        filter_string=(
-            f"tags.{FINGERPRINT_TAG} = '{fingerprint}' and attributes.status = 'FINISHED'"
-        ),
-        order_by=["attributes.start_time DESC"],
-    )
-    reports = (read_evaluation_report(store_url, r.info.run_id) for r in runs)
-    report = next((r for r in reports if r is not None), None)
-    if report is not None:
-        get_run_logger().info("same evaluation as finished run %s: reusing it", report.run_id)
-    return report
+    """The report of a finished evaluation with this fingerprint (its MLflow run's tag), or,
+    when the champion is the candidate, of the candidate's last evaluation; else None: a rerun
+    with nothing changed reuses it rather than logging the same results again."""
+    searches = [(FINGERPRINT_TAG, key.fingerprint, "same evaluation as")]
+    if key.champion_is_candidate:
+        searches.append(
+            (
+                CANDIDATE_FINGERPRINT_TAG,
+                key.candidate_fingerprint,
+                "the candidate is the champion already; its last evaluation is",
+            )
+        )
+    experiment_id = ensure_experiment(experiment)
+    for tag, value, found in searches:
+        runs = mlflow_client().search_runs(
+            [experiment_id],
+            filter_string=f"tags.{tag} = '{value}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+        )
+        reports = (read_evaluation_report(store_url, r.info.run_id) for r in runs)
+        report = next((r for r in reports if r is not None), None)
+        if report is not None:
+            get_run_logger().info("%s finished run %s: reusing it", found, report.run_id)
+            return report.model_copy(update={"reused": True})
+    return None
 
 
 @task
@@ -296,11 +359,11 @@ def save_evaluation_run(
     champion: ModelUnderTest | None,
     training_run_id: str | None,
     cost: ComputeCost,
-    fingerprint: str,
+    key: EvaluationKey,
 ) -> str:
     """Log metrics, CIs, cost, the per-example outputs table and the dataset input to a new
-    MLflow run (for people browsing MLflow), tagged with the evaluation's fingerprint; returns
-    its id."""
+    MLflow run (for people browsing MLflow), tagged with the evaluation's fingerprints;
+    returns its id."""
     mlflow_client()
     table = _outputs_table(records, scores)
     with mlflow.start_run(experiment_id=ensure_experiment(experiment)) as run:
@@ -313,7 +376,8 @@ def save_evaluation_run(
                 "adapter_sha256": candidate.adapter_sha256 or "",
                 "champion_version": champion.version if champion else "",
                 "training_run_id": training_run_id or "",
-                FINGERPRINT_TAG: fingerprint,
+                FINGERPRINT_TAG: key.fingerprint,
+                CANDIDATE_FINGERPRINT_TAG: key.candidate_fingerprint,
             }
         )
         mlflow_dataset = mlflow.data.from_pandas(

@@ -90,13 +90,19 @@ def publish_pipeline_summary(
 
 def cost_line(trained: TrainedAdapter, report: EvaluationReport) -> str:
     """The pipeline's cost: what this run spent on training and evaluation (a reused training
-    run spent nothing new: its recorded cost is shown beside)."""
+    or evaluation run spent nothing new: its recorded cost is shown beside)."""
     if trained.cost is None or report.cost is None:
         return "Cost: not recorded (a stage's output predates cost accounting)."
-    training = ComputeCost(currency=trained.cost.currency) if trained.reused else trained.cost
-    total = training.plus(report.cost)
-    reused = f" (reused run; it cost {trained.cost.line()} when trained)" if trained.reused else ""
+    training, training_note = _spent(trained.cost, trained.reused, "trained")
+    evaluation, evaluation_note = _spent(report.cost, report.reused, "evaluated")
     return (
-        f"Cost: {total.line()} in all; training {training.line()}{reused}, "
-        f"evaluation {report.cost.line()}."
+        f"Cost: {training.plus(evaluation).line()} in all; training {training.line()}"
+        f"{training_note}, evaluation {evaluation.line()}{evaluation_note}."
     )
+
+
+def _spent(cost: ComputeCost, reused: bool, done: str) -> tuple[ComputeCost, str]:
+    """What this run spent on a stage, and a note of the reused run's own cost."""
+    if not reused:
+        return cost, ""
+    return ComputeCost(currency=cost.currency), f" (reused run; it cost {cost.line()} when {done})"

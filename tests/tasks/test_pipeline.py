@@ -1,4 +1,4 @@
-"""The pipeline summary's cost line: what this run spent, a reused training run costing nothing."""
+"""The pipeline summary's cost line: what this run spent, a reused run costing nothing."""
 
 from llmops.model.cost import ComputeCost
 from llmops.outputs import EvaluationReport, TrainedAdapter
@@ -26,7 +26,7 @@ def trained(cost: ComputeCost | None, reused: bool = False) -> TrainedAdapter:
     )
 
 
-def report(cost: ComputeCost | None) -> EvaluationReport:
+def report(cost: ComputeCost | None, reused: bool = False) -> EvaluationReport:
     return EvaluationReport(
         run_id="e1",
         dataset_id="d",
@@ -42,6 +42,7 @@ def report(cost: ComputeCost | None) -> EvaluationReport:
         metrics={},
         intervals={},
         cost=cost,
+        reused=reused,
     )
 
 
@@ -59,6 +60,16 @@ def test_a_reused_training_run_costs_nothing_new_and_shows_what_it_cost() -> Non
         "training 0.0 device-s, 0 tokens, 0.0000 USD (reused run; it cost "
         "3600.0 device-s, 100,000 tokens, 0.3600 USD when trained), "
         "evaluation 360.0 device-s, 5,000 tokens, 0.0360 USD."
+    )
+
+
+def test_a_reused_evaluation_costs_nothing_new_either() -> None:
+    assert cost_line(trained(TRAINING, reused=True), report(EVALUATION, reused=True)) == (
+        "Cost: 0.0 device-s, 0 tokens, 0.0000 USD in all; "
+        "training 0.0 device-s, 0 tokens, 0.0000 USD (reused run; it cost "
+        "3600.0 device-s, 100,000 tokens, 0.3600 USD when trained), "
+        "evaluation 0.0 device-s, 0 tokens, 0.0000 USD (reused run; it cost "
+        "360.0 device-s, 5,000 tokens, 0.0360 USD when evaluated)."
     )
 
 
