@@ -275,14 +275,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(keyring.reload)
-        worker = asyncio.create_task(batcher.run())
+        worker = asyncio.create_task(batcher.serve())
         key_reloads = asyncio.create_task(reload_keys())
         model_checks = asyncio.create_task(follow_registry())
         yield
         model_checks.cancel()
         key_reloads.cancel()
         worker.cancel()
-        batcher.executor.shutdown(wait=True)
+        batcher.close()
 
     async def follow_registry() -> None:
         """Check the alias and the release while idle too (batches check before they run), so a

@@ -39,6 +39,19 @@ log = logging.getLogger(__name__)
 
 
 _Queued = tuple["GenerationRequest", "asyncio.Future[GenerationResult]"]
+# A request's future and what it gets: its result, or the error it fails with.
+_Outcome = tuple["asyncio.Future[GenerationResult]", Any]
+
+
+def _resolve(outcomes: list[_Outcome]) -> None:
+    """Hand each waiting caller its result or error (one that went away gets nothing)."""
+    for future, outcome in outcomes:
+        if future.done():  # cancelled by its caller, or failed with its round
+            continue
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 class ReleaseEndedError(RuntimeError):
@@ -110,6 +123,47 @@ class _Batcher:
         # request never queues behind a copy.
         self.queue: asyncio.PriorityQueue[tuple[int, int, _Queued]] = asyncio.PriorityQueue()
         self.arrivals = itertools.count()
+        # Answered requests wait here for their log rows to be written (a group commit): off the
+        # generation thread, one part per write rather than per round, since continuous batching
+        # finishes a row or two a round, and an object store takes a request per part.
+        self.to_log: asyncio.Queue[tuple[list[dict[str, Any]], list[_Outcome]]] = asyncio.Queue()
+        self.log_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference-log")
+
+    async def serve(self) -> None:
+        """Serve requests and write their log until cancelled."""
+        writer = asyncio.create_task(self._write_log())
+        try:
+            await self.run()
+        finally:
+            writer.cancel()
+
+    def close(self) -> None:
+        """Wait for the generation and log threads to finish their work in hand."""
+        self.executor.shutdown(wait=True)
+        self.log_executor.shutdown(wait=True)
+
+    async def _write_log(self) -> None:
+        """Write the rows of every answered request waiting, as one part, then answer them: a
+        request is answered once it is logged. A failed write fails its requests, not the
+        server."""
+        loop = asyncio.get_running_loop()
+        while True:
+            waiting = [await self.to_log.get()]
+            while not self.to_log.empty():
+                waiting.append(self.to_log.get_nowait())
+            rows = [row for batch, _ in waiting for row in batch]
+            outcomes = [outcome for _, batch in waiting for outcome in batch]
+            try:
+                await loop.run_in_executor(self.log_executor, self.store.append_requests, rows)
+            except Exception as error:  # e.g. an unwritable log
+                log.exception("logging %d requests failed", len(rows))
+                outcomes = [(future, error) for future, _ in outcomes]
+            _resolve(outcomes)
+
+    def _answer_logged(self, rows: list[dict[str, Any]], outcomes: list[_Outcome]) -> None:
+        """Answer these requests once their log rows are written."""
+        if outcomes:
+            self.to_log.put_nowait((rows, outcomes))
 
     async def submit(self, request: GenerationRequest) -> GenerationResult:
         """Queue one request and wait for its answer."""
@@ -200,22 +254,23 @@ class DynamicBatcher(_Batcher):
                 self.on_batch(len(batch))
             live = [(r, f) for r, f in batch if not f.cancelled()]
             try:
-                outcomes = await loop.run_in_executor(
+                outcomes, rows = await loop.run_in_executor(
                     self.executor, self._answer, [r for r, _ in live]
                 )
-            except Exception as error:  # e.g. an unwritable log: fail the batch, not the server
+            except Exception as error:  # a bug in a batch must not stop the server
                 log.exception("batch of %d failed", len(live))
-                outcomes = [error] * len(live)
-            for (_, future), outcome in zip(live, outcomes, strict=True):
-                if future.cancelled():
-                    continue
-                if isinstance(outcome, Exception):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+                outcomes, rows = [error] * len(live), []
+            answered = [(f, o) for (_, f), o in zip(live, outcomes, strict=True)]
+            if rows:
+                self._answer_logged(rows, answered)
+            else:
+                _resolve(answered)
 
-    def _answer(self, requests: list[GenerationRequest]) -> list[GenerationResult | Exception]:
-        """On the generation thread: refresh the model, generate per group, log the batch."""
+    def _answer(
+        self, requests: list[GenerationRequest]
+    ) -> tuple[list[GenerationResult | Exception], list[dict[str, Any]]]:
+        """On the generation thread: refresh the model, generate per group; the outcome of each
+        request and the batch's log rows."""
         outcomes: dict[int, GenerationResult | Exception] = {}
         self._refresh()
         groups: dict[tuple[str, int, float], list[tuple[int, str]]] = defaultdict(list)
@@ -262,8 +317,8 @@ class DynamicBatcher(_Batcher):
             if isinstance(outcome, GenerationResult)
         ]
         # Failed generations are logged too: a release is judged on its variant's error rate.
-        self.store.append_requests(answered + [_error_row(r, v) for r, v in failed])
-        return [outcomes[i] for i in range(len(requests))]
+        rows = answered + [_error_row(r, v) for r, v in failed]
+        return [outcomes[i] for i in range(len(requests))], rows
 
 
 class ContinuousBatcher(_Batcher):
@@ -297,24 +352,24 @@ class ContinuousBatcher(_Batcher):
             while self.rows + len(waiting) < self.max_batch and not self.queue.empty():
                 waiting.append(self.queue.get_nowait()[2])
             try:
-                settled = await loop.run_in_executor(self.executor, self._advance, waiting)
+                settled, rows, logged = await loop.run_in_executor(
+                    self.executor, self._advance, waiting
+                )
             except Exception as error:  # a bug in a round must not stop the server
                 log.exception("decoding round failed")
                 # The executor is idle again, so the batches can be dropped from here.
                 held = [row.owner.future for _, b in self.batches.values() for row in b.rows]
                 self.batches.clear()
-                settled = [(f, error) for f in held + [f for _, f in waiting]]
-            for future, outcome in settled:
-                if future.done():  # cancelled by its caller, or failed with its round
-                    continue
-                if isinstance(outcome, Exception):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+                settled, rows, logged = [(f, error) for f in held + [f for _, f in waiting]], [], []
+            _resolve(settled)
+            self._answer_logged(rows, logged)
 
-    def _advance(self, waiting: list[_Queued]) -> list[tuple[asyncio.Future, Any]]:
-        """On the generation thread: admit `waiting`, decode one step, settle finished rows."""
-        settled: list[tuple[asyncio.Future, Any]] = []
+    def _advance(
+        self, waiting: list[_Queued]
+    ) -> tuple[list[_Outcome], list[dict[str, Any]], list[_Outcome]]:
+        """On the generation thread: admit `waiting`, decode one step, settle finished rows:
+        the requests refused at admission, and the log rows and outcomes of those answered."""
+        settled: list[_Outcome] = []
         for _, batch in self.batches.values():  # callers that went away free their row now
             batch.evict([row for row in batch.rows if row.owner.future.cancelled()])
         if waiting:
@@ -346,7 +401,7 @@ class ContinuousBatcher(_Batcher):
             self._step(joining, finished, failed)
             joining = {}
             if settled or finished or failed or not self.rows or self.wake.is_set():
-                return settled + self._settle(finished, failed)
+                return settled, *self._settle(finished, failed)
 
     def _step(
         self,
@@ -385,11 +440,11 @@ class ContinuousBatcher(_Batcher):
 
     def _settle(
         self, finished: list[Row], failed: list[tuple[Row, Exception]]
-    ) -> list[tuple[asyncio.Future, Any]]:
-        """Results of the finished rows and errors of the failed ones, all logged (failed
-        generations too: a release is judged on its variant's error rate)."""
+    ) -> tuple[list[dict[str, Any]], list[_Outcome]]:
+        """The log rows and outcomes of the finished rows and of the failed ones (failed
+        generations are logged too: a release is judged on its variant's error rate)."""
         done = time.perf_counter()
-        outcomes: list[tuple[asyncio.Future, Any]] = []
+        outcomes: list[_Outcome] = []
         rows: list[dict[str, Any]] = []
         for row in finished:
             request, loaded = row.owner.request, row.owner.loaded
@@ -407,13 +462,7 @@ class ContinuousBatcher(_Batcher):
         for row, error in failed:
             outcomes.append((row.owner.future, error))
             rows.append(_error_row(row.owner.request, row.owner.loaded.version))
-        if rows:
-            try:
-                self.store.append_requests(rows)
-            except Exception as log_error:  # e.g. an unwritable log: fail these, not the server
-                log.exception("logging %d requests failed", len(rows))
-                return [(future, log_error) for future, _ in outcomes]
-        return outcomes
+        return rows, outcomes
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 directly, no registry)."""
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,7 @@ def _batcher(
 
 
 async def _serve(batcher: DynamicBatcher, requests: list[GenerationRequest]) -> list:
-    worker = asyncio.create_task(batcher.run())
+    worker = asyncio.create_task(batcher.serve())
     try:
         return await asyncio.gather(*(batcher.submit(r) for r in requests), return_exceptions=True)
     finally:
@@ -129,7 +130,7 @@ def test_a_batch_that_cannot_be_logged_fails_but_the_batcher_goes_on(
     batcher = _batcher(batching, _slot(versions), InferenceStore(str(in_the_way)), 256)
 
     async def two_batches() -> list:
-        worker = asyncio.create_task(batcher.run())
+        worker = asyncio.create_task(batcher.serve())
         try:
             # A dead worker would leave requests waiting: a TimeoutError instead of an OSError.
             first = asyncio.wait_for(batcher.submit(_ask("a")), 60)
@@ -178,7 +179,7 @@ def test_continuous_short_request_joins_a_running_long_one_and_leaves_first(
         loop = asyncio.get_running_loop()
         started = asyncio.Event()
         long.on_text = lambda _: loop.call_soon_threadsafe(started.set)
-        worker = asyncio.create_task(batcher.run())
+        worker = asyncio.create_task(batcher.serve())
 
         async def answer(request: GenerationRequest) -> object:
             result = await batcher.submit(request)
@@ -279,3 +280,40 @@ def test_both_batchers_fail_a_bad_prompt_alone(
     assert isinstance(results[1], PromptRejectedError) and "empty" in str(results[1])
     assert isinstance(results[2], PromptTooLongError) and "at most 32" in str(results[2])
     assert list(store.read_requests()["request_id"]) == [results[0].request_id]
+
+
+class SlowStore(InferenceStore):
+    """The local store with an object store's write latency (what S3 adds to each part)."""
+
+    def append_requests(self, rows):  # noqa: ANN001, ANN201 - InferenceStore's signature
+        time.sleep(0.3)
+        super().append_requests(rows)
+
+
+def test_continuous_batching_logs_in_group_commits_and_answers_only_logged_requests(
+    versions: Versions, tmp_path: Path
+) -> None:
+    store = SlowStore(str(tmp_path))
+    batcher = ContinuousBatcher(_slot(versions, refresh_seconds=3600), store, 8, 256)
+    # Eight answers of 1 to 8 tokens: each finishes at its own decoding step.
+    requests = [_ask(f"question {n}", max_tokens=n) for n in range(1, 9)]
+    logged_when_answered: list[bool] = []
+
+    async def answer(request: GenerationRequest) -> None:
+        result = await batcher.submit(request)
+        logged = set(store.read_requests()["request_id"])
+        logged_when_answered.append(result.request_id in logged)
+
+    async def scenario() -> None:
+        worker = asyncio.create_task(batcher.serve())
+        try:
+            await asyncio.gather(*(answer(r) for r in requests))
+        finally:
+            worker.cancel()
+
+    asyncio.run(scenario())
+    assert logged_when_answered == [True] * 8
+    assert sorted(store.read_requests()["request_id"]) == sorted(r.request_id for r in requests)
+    # Rows finishing while a part is written wait for the next part: fewer parts than answers.
+    parts = list((tmp_path / "requests").rglob("*.jsonl"))
+    assert 1 <= len(parts) <= 4
