@@ -12,7 +12,6 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from llmops import store
-from llmops.datasets import read_split
 from llmops.home import home_path
 from llmops.model.adapters import adapter_sha256
 from llmops.model.cost import BudgetExceededError, ComputeCost, CostSettings, TrainingBudget
@@ -47,22 +46,25 @@ def load_training_records(
     `datasets` cache in the project home (converted once per file) or streamed from the Parquet
     file; for DPO the preference pairs (supervised records among them are left out). An error
     when it holds nothing to train on."""
-    from datasets import Dataset
+    import pyarrow.parquet as pq
 
     from llmops.model.training import load_records_dataset
 
-    if method == "dpo":
-        pairs = read_split(dataset, "train")
-        if "messages" not in pairs.columns or pairs.empty:
-            raise ValueError(f"dataset {dataset.dataset_id} has no training records")
-        if "rejected" not in pairs.columns or pairs["rejected"].isna().all():
-            raise ValueError(f"dataset {dataset.dataset_id} has no preference pairs for DPO")
-        pairs = pairs.loc[pairs["rejected"].notna(), ["messages", "rejected"]]
-        return Dataset.from_pandas(pairs, preserve_index=False)
     # `datasets` refuses remote files offline (HF_HUB_OFFLINE), so a split in the object store
     # is read from a local copy.
     cache = home_path("cache", "datasets")
     split = store.local_file(dataset.split_uri("train"), cache / "splits")
+    if method == "dpo":
+        if "rejected" not in pq.read_schema(split).names:
+            raise ValueError(f"dataset {dataset.dataset_id} has no preference pairs for DPO")
+        pairs = load_records_dataset(str(split), cache, columns=("messages", "rejected"))
+        records = pairs.filter(
+            lambda batch: [r is not None for r in batch["rejected"]], batched=True
+        )
+        if not len(records):
+            what = "preference pairs for DPO" if len(pairs) else "training records"
+            raise ValueError(f"dataset {dataset.dataset_id} has no {what}")
+        return records
     records = load_records_dataset(str(split), cache, streaming)
     if next(iter(records), None) is None:
         raise ValueError(f"dataset {dataset.dataset_id} has no training records")
@@ -225,7 +227,7 @@ def train_adapter(
         if next(iter(examples), None) is None:
             raise ValueError(f"no record keeps a response token within max_seq_len={max_seq_len}")
     else:
-        examples = preference_examples(records.to_pandas())
+        examples = preference_examples(records)
     client = mlflow_client()
 
     def log_to_mlflow(values: dict[str, float], step: int) -> None:

@@ -12,13 +12,12 @@ all and needs no custom attention mask. `packing=False` pads each batch to its l
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from datasets import Dataset, IterableDataset, load_dataset
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
@@ -155,33 +154,39 @@ def encode_dataset(
 
 
 def load_records_dataset(
-    data_files: str, cache_dir: Path, streaming: bool = False
+    data_files: str,
+    cache_dir: Path,
+    streaming: bool = False,
+    columns: Sequence[str] = ("messages",),
 ) -> Dataset | IterableDataset:
-    """The `messages` of a records Parquet file (local or an fsspec URL) as a memory-mapped
+    """The `columns` of a records Parquet file (local or an fsspec URL) as a memory-mapped
     Arrow dataset converted once into `cache_dir`, or streamed from the file."""
     return load_dataset(
         "parquet",
         data_files=data_files,
         split="train",
-        columns=["messages"],
+        columns=list(columns),
         cache_dir=str(cache_dir),
         streaming=streaming,
     )
 
 
-def preference_examples(records: pd.DataFrame) -> list[dict[str, list[Message]]]:
+def preference_examples(records: Dataset) -> Dataset:
     """trl's conversational preference rows from pair records: the prompt turns, the chosen
-    answer (the final assistant turn of `messages`) and the `rejected` answer."""
-    if "rejected" not in records or records["rejected"].isna().any():
+    answer (the final assistant turn of `messages`) and the `rejected` answer; mapped in
+    batches through `datasets` (Arrow-backed and cached by fingerprint, like the SFT path)."""
+    if "rejected" not in records.column_names or None in records["rejected"]:
         raise ValueError("DPO needs preference pairs: every record must have a `rejected` answer")
-    return [
-        {
-            "prompt": prompt_messages(list(messages)),
-            "chosen": [messages[-1]],
-            "rejected": [{"role": "assistant", "content": rejected}],
-        }
-        for messages, rejected in zip(records["messages"], records["rejected"], strict=True)
-    ]
+    return records.map(_preference_batch, batched=True, remove_columns=records.column_names)
+
+
+def _preference_batch(batch: dict[str, list]) -> dict[str, list[list[Message]]]:
+    """`preference_examples` of one batch of records."""
+    return {
+        "prompt": [prompt_messages(list(m)) for m in batch["messages"]],
+        "chosen": [[m[-1]] for m in batch["messages"]],
+        "rejected": [[{"role": "assistant", "content": r}] for r in batch["rejected"]],
+    }
 
 
 def make_collator(
@@ -513,7 +518,8 @@ def make_trainer(
     return DPOTrainer(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(examples),
+        # A job's examples that crossed to another process as rows come as a list.
+        train_dataset=examples if isinstance(examples, Dataset) else Dataset.from_list(examples),
         processing_class=tokenizer,
         callbacks=callbacks,
     )

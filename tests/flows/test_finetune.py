@@ -5,8 +5,9 @@ training budget."""
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from model_support import make_tiny_adapter, write_pairs_dataset, write_tiny_dataset
+from model_support import make_tiny_adapter, tiny_records, write_pairs_dataset, write_tiny_dataset
 from transformers import TrainerCallback
 
 import llmops.model.training
@@ -262,6 +263,14 @@ def test_dpo_needs_pairs_and_a_champion_reference_needs_dpo(tmp_path: Path) -> N
     plain = read_dataset(str(write_tiny_dataset(tmp_path)))
     with pytest.raises(ValueError, match="no preference pairs"):
         tasks.finetune.load_training_records.fn(plain, "dpo")
+    # A split mixing pairs with supervised records (no rejected answer): DPO takes the pairs.
+    mixed = read_dataset(str(write_pairs_dataset(tmp_path / "mixed", n_train=3)))
+    train = Path(mixed.split_uri("train"))
+    rows = pd.concat([pd.read_parquet(train), tiny_records(2)], ignore_index=True)
+    rows.iloc[[1, 3, 0, 4, 2]].to_parquet(train)
+    pairs = tasks.finetune.load_training_records.fn(mixed, "dpo")
+    assert pairs.column_names == ["messages", "rejected"] and None not in pairs["rejected"]
+    assert len(pairs) == 3
     with pytest.raises(ValidationError, match="needs method=dpo"):
         tiny_config(tmp_path, dpo_reference="champion")
     # A supervised run's fingerprint ignores the DPO settings (runs made before DPO stay reusable).

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from datasets import Dataset
 from model_support import planted_pairs, tiny_records
 from peft import PeftModel
 from transformers import TrainerCallback
@@ -246,7 +247,7 @@ def test_dpo_on_smollm2_learns_the_planted_preference_on_held_out_pairs(tmp_path
     trained = train_lora(
         base,
         tokenizer,
-        preference_examples(train),
+        preference_examples(Dataset.from_pandas(train, preserve_index=False)),
         lora,
         small,
         tmp_path / "checkpoints",
