@@ -1,7 +1,7 @@
 """The inference log and the feedback store: JSON Lines parts under a local folder or s3:// prefix.
 
 Layout under the root (a path or any fsspec URL):
-    requests/<YYYY-MM-DD>/<HHMMSS>-<uuid>.jsonl          one part per served batch
+    requests/<YYYY-MM-DD>/<HHMMSS>-<uuid>.jsonl          one part per write (a group commit)
     feedback/<YYYY-MM-DD>/<HHMMSS>-<uuid>.jsonl          one part per feedback
     raw/<kind>/until-<YYYY-MM-DD>/<HHMMSS>-<uuid>.jsonl  unredacted copies, only when opted in
 Object stores cannot append, so every write is a new immutable part; a restart therefore never
