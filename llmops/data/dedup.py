@@ -302,7 +302,7 @@ def _part_words(parts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     end, empty = (np.flatnonzero(distinct == w) for w in (_SEPARATOR.strip(), ""))
     return _kernels().part_words(
         words.indices.to_numpy(),
-        hash_array(distinct.astype(object)),
+        _hash_distinct(distinct.astype(object)),
         end[0],
         empty[0] if len(empty) else -1,  # leading or trailing whitespace splits into ""
     )
@@ -322,7 +322,14 @@ def _hash_tokens(tokens: list[str]) -> np.ndarray:
     if not tokens:
         return np.zeros(0, _U64)
     codes, distinct = pd.factorize(np.array(tokens, dtype=object))
-    return hash_array(np.asarray(distinct, dtype=object))[codes]
+    return _hash_distinct(np.asarray(distinct, dtype=object))[codes]
+
+
+def _hash_distinct(tokens: np.ndarray) -> np.ndarray:
+    """pandas' `hash_array` of tokens known to be distinct: the same values, without its
+    default factorize first (which only pays off for repeated values; 3.3x the time on 240k
+    distinct words, and the biggest cost of signing a shard)."""
+    return hash_array(tokens, categorize=False)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
