@@ -39,16 +39,27 @@ def read_dataset(uri: str) -> DatasetRef:
 METADATA_TYPE = pa.map_(pa.string(), pa.string())
 
 
-def encode_split(records: pd.DataFrame) -> bytes:
-    """A split's records as Parquet bytes (what `read_split` reads back)."""
+def split_table(records: pd.DataFrame) -> pa.Table:
+    """A split's records as the Arrow table its Parquet file holds. A preference pair's
+    `rejected` answer is a string even where no record of these has one: inferred from the
+    values alone it would be null-typed, and a file begun with such a part cannot take the
+    pairs of a later part."""
     table = pa.Table.from_pandas(
         records.drop(columns="metadata", errors="ignore"), preserve_index=False
     )
+    if "rejected" in records:
+        index = table.schema.get_field_index("rejected")
+        table = table.set_column(index, "rejected", table["rejected"].cast(pa.string()))
     if "metadata" in records:
         values = [list(m.items()) for m in records["metadata"]]
         table = table.append_column("metadata", pa.array(values, type=METADATA_TYPE))
+    return table.select(list(records.columns))
+
+
+def encode_split(records: pd.DataFrame) -> bytes:
+    """A split's records as Parquet bytes (what `read_split` reads back)."""
     buffer = io.BytesIO()
-    pq.write_table(table.select(list(records.columns)), buffer)
+    pq.write_table(split_table(records), buffer)
     return buffer.getvalue()
 
 

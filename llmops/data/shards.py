@@ -52,7 +52,7 @@ from llmops.data.prepare import (
     prompt_bucket,
     redact_records,
 )
-from llmops.datasets import encode_split
+from llmops.datasets import encode_split, split_table
 from llmops.records import OPTIONAL_COLUMNS, RECORD_COLUMNS, reference_response
 
 # Why each rejected record of deduplication and decontamination goes, by code.
@@ -592,7 +592,7 @@ def write_splits(
             for name, mask in (("train", keep & ~side), ("eval", keep & side)):
                 if not mask.any():
                     continue
-                table = pq.read_table(io.BytesIO(encode_split(as_records(frame[mask], columns))))
+                table = split_table(as_records(frame[mask], columns))
                 if name not in writers:
                     fs, path = fsspec.core.url_to_fs(store.join(folder, f"{name}.parquet"))
                     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)

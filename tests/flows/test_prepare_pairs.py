@@ -94,3 +94,41 @@ def test_exported_and_planted_pairs_through_prepare(
     # Nothing of the rejected PII anywhere in what prepare wrote (the EDA report too).
     for path in (p for p in folder.rglob("*") if p.is_file()):
         assert b"jo@example.com" not in path.read_bytes() and b"7946" not in path.read_bytes()
+
+
+def test_pairs_after_a_shard_of_plain_records_are_kept(tmp_path: Path, prefect_harness: None):
+    # A corpus that grows by appending exported pairs: the first shards hold no `rejected`
+    # answer at all (its column was null-typed there, and the pairs' shard could not join the
+    # split file: save_splits failed).
+    plain = [
+        {
+            "id": f"p{i}",
+            "prompt": f"How do I rename folder {i} to {i * 7}?",
+            "response": f"Pick {i}.",
+        }
+        for i in range(30)
+    ]
+    pairs = [
+        {
+            "id": f"q{i}",
+            "prompt": f"Which plan gives me {i * 5} notebooks?",
+            "chosen": f"The plan with {i * 5} notebooks is Pro {i}.",
+            "rejected": "No idea.",
+        }
+        for i in range(10)
+    ]
+    for name, rows in (("a.jsonl", plain), ("b.jsonl", pairs)):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = PrepareConfig.from_profile(
+        "tiny",
+        sources=[str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")],
+        output=str(tmp_path / "out"),
+        shard_records=10,
+        eda=False,
+    )
+    dataset = prepare(config)
+    kept = pd.concat([read_split(dataset, "train"), read_split(dataset, "eval")])
+    assert dataset.counts["accepted"] == len(kept) == 40
+    by_id = dict(zip(kept["record_id"], kept["rejected"], strict=True))
+    assert {i for i, r in by_id.items() if r == "No idea."} == {f"q{i}" for i in range(10)}
+    assert all(by_id[f"p{i}"] is None for i in range(30))
