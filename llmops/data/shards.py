@@ -20,7 +20,6 @@ import hashlib
 import io
 import itertools
 import json
-import pickle
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -176,7 +175,10 @@ def _prepare_shard(shard: Shard, contract: Contract, settings: ShardSettings) ->
     )
     kept = kept.reset_index(drop=True)
     folder = store.join(settings.scratch, f"shard-{shard.index:06d}")
-    store.write_bytes(store.join(folder, "records.pkl"), pickle.dumps(kept))
+    # The records as their split file will hold them (converted to Arrow once, here); write_splits
+    # filters and copies the table (a pickled frame cost more to write and read than all that).
+    records_table = split_table(as_records(kept, [*RECORD_COLUMNS, *OPTIONAL_COLUMNS]))
+    _write_table(store.join(folder, "records.parquet"), records_table)
     signatures = sign_records(
         kept, contract.deduplication, settings.minhash, settings.seed, settings.eval_fraction
     )
@@ -265,9 +267,13 @@ def _write_table(url: str, table: pa.Table) -> None:
     store.write_bytes(url, buffer.getvalue())
 
 
-def _read_columns(uri: str, columns: list[str]) -> pa.Table:
-    fs, path = fsspec.core.url_to_fs(store.join(uri, "signatures.parquet"))
+def _read_table(url: str, columns: list[str] | None = None) -> pa.Table:
+    fs, path = fsspec.core.url_to_fs(url)
     return pq.read_table(path, columns=columns, filesystem=fs)
+
+
+def _read_columns(uri: str, columns: list[str]) -> pa.Table:
+    return _read_table(store.join(uri, "signatures.parquet"), columns)
 
 
 def shard_totals(summaries: list[ShardSummary]) -> tuple[int, Counter, int]:
@@ -586,13 +592,13 @@ def write_splits(
     handles = {}
     try:
         for s, summary in enumerate(summaries):
-            frame = pickle.loads(store.read_bytes(store.join(summary.uri, "records.pkl")))
+            records = _read_table(store.join(summary.uri, "records.parquet")).select(columns)
             keep = ~gone[bounds[s] : bounds[s + 1]]
             side = flags["is_eval"][bounds[s] : bounds[s + 1]]
             for name, mask in (("train", keep & ~side), ("eval", keep & side)):
                 if not mask.any():
                     continue
-                table = split_table(as_records(frame[mask], columns))
+                table = records.filter(pa.array(mask))
                 if name not in writers:
                     fs, path = fsspec.core.url_to_fs(store.join(folder, f"{name}.parquet"))
                     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
