@@ -79,7 +79,7 @@ def prepare_shards(
 
     exact = find_exact_duplicates.submit(index)
     candidates = bucket_band.map(unmapped(index), band_columns, unmapped([exact]), unmapped(False))
-    pairs = split_candidates(index, candidates)
+    pairs = split_candidates(candidates, config.workers)
     confirmed = confirm_pairs.map(unmapped(index), pairs, unmapped("key"), unmapped(settings))
     near = resolve_near_duplicates.submit(confirmed)
     conflicts = find_conflicting_answers.submit(index, exact, near)
@@ -87,7 +87,7 @@ def prepare_shards(
 
     cross_columns = [f"d{column}" for column in band_columns]
     cross = bucket_band.map(unmapped(index), cross_columns, unmapped(deduplicated), unmapped(True))
-    pairs = split_candidates(index, cross)
+    pairs = split_candidates(cross, config.workers)
     matches = confirm_pairs.map(unmapped(index), pairs, unmapped("dkey"), unmapped(settings))
     contaminated = find_contamination.submit(matches)
 

@@ -178,12 +178,14 @@ def bucket_band(
 
 
 @task(cache_policy=NO_CACHE)
-def split_candidates(index: ShardIndex, candidates: list[np.ndarray]) -> list[np.ndarray]:
-    """Every band's candidate pairs, each once, split by the shard that holds i."""
-    return shards.pairs_by_shard(candidates, index)
+def split_candidates(candidates: list[np.ndarray], workers: int) -> list[np.ndarray]:
+    """Every band's candidate pairs, each once, in 4 x `workers` runs: a confirm task each,
+    enough to keep the workers busy, and as many at 10M records as at 10k (a task costs tens
+    of ms of Prefect's time whatever it does)."""
+    return shards.split_pairs(candidates, 4 * workers)
 
 
-# A shard's candidate pairs confirmed exactly; the library function is the whole task.
+# A run of candidate pairs confirmed exactly; the library function is the whole task.
 confirm_pairs = task(shards.confirm_candidates, name="confirm_pairs", cache_policy=NO_CACHE)
 
 

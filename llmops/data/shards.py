@@ -457,12 +457,12 @@ def bucket_pairs(
     return np.array(pairs, np.int64).reshape(-1, 2)
 
 
-def pairs_by_shard(candidates: list[np.ndarray], index: ShardIndex) -> list[np.ndarray]:
-    """Every band's candidate pairs (i, j), each distinct pair once, sorted, and split by the
-    shard that holds i: done once here, not by every shard's confirm task over all pairs."""
+def split_pairs(candidates: list[np.ndarray], chunks: int) -> list[np.ndarray]:
+    """Every band's candidate pairs (i, j), each distinct pair once, sorted, in `chunks` runs
+    of about equal size (a confirm task each): done once here, not by every confirm task over
+    all pairs. Sorted by i, a run's keys come from a few neighbouring shards."""
     pairs = np.concatenate([c for c in candidates if len(c)] or [np.zeros((0, 2), np.int64)])
-    pairs = np.unique(pairs, axis=0)  # sorted by i, then j
-    return np.split(pairs, np.searchsorted(pairs[:, 0], index.bounds[1:-1], side="left"))
+    return np.array_split(np.unique(pairs, axis=0), chunks)  # unique sorts by i, then j
 
 
 def confirm_candidates(

@@ -16,9 +16,9 @@ from llmops.data.shards import (
     cross_matches,
     exact_duplicates,
     near_duplicates,
-    pairs_by_shard,
     plan_shards,
     read_shard,
+    split_pairs,
 )
 
 LINES = (
@@ -154,11 +154,9 @@ def test_grouping_by_hash_range_finds_what_grouping_everything_finds(tmp_path: P
     )
 
 
-def test_candidate_pairs_go_once_to_the_shard_that_holds_i():
-    # Three shards of 3, 0 and 4 kept records: global positions 0-2, none, 3-6.
-    index = ShardIndex(["s0", "s1", "s2"], np.array([0, 3, 3, 7]))
+def test_candidate_pairs_are_split_once_in_sorted_runs():
     band_a = np.array([[2, 0], [4, 1], [6, 3]])
     band_b = np.array([[4, 1], [3, 2], [2, 1]])  # (4, 1) again from another band
-    split = pairs_by_shard([band_a, np.zeros((0, 2), np.int64), band_b], index)
-    assert [p.tolist() for p in split] == [[[2, 0], [2, 1]], [], [[3, 2], [4, 1], [6, 3]]]
-    assert [p.shape for p in pairs_by_shard([], index)] == [(0, 2)] * 3
+    runs = split_pairs([band_a, np.zeros((0, 2), np.int64), band_b], 3)
+    assert [r.tolist() for r in runs] == [[[2, 0], [2, 1]], [[3, 2], [4, 1]], [[6, 3]]]
+    assert [r.shape for r in split_pairs([], 2)] == [(0, 2)] * 2
