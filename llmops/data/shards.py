@@ -426,7 +426,7 @@ def band_candidates(
                 positions[alive], cols[column][alive], cols["is_eval"][alive] if cross else None
             )
         )
-    return np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+    return np.concatenate(pairs)  # ranges >= 1: never an empty list
 
 
 def bucket_pairs(
