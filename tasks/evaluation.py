@@ -49,6 +49,10 @@ class ModelUnderTest:
     base_sha256: str | None = None
     version: str | None = None  # registry version, for the champion
 
+    def weights(self) -> tuple[str, str | None, str | None]:
+        """What the model answers with, whatever its role: the registry's version weights."""
+        return (self.base_ref, self.base_sha256, self.adapter_sha256)
+
 
 @dataclass(frozen=True)
 class ModelScores:
@@ -66,7 +70,7 @@ class ModelScores:
 def weights_key(context: TaskRunContext, inputs: dict[str, Any]) -> str | None:
     """The cache key part of `model_ref`: its weights' hashes, not its label, URI or version."""
     model: ModelUnderTest = inputs["model_ref"]
-    return hash_objects(model.base_ref, model.base_sha256, model.adapter_sha256)
+    return hash_objects(*model.weights())
 
 
 # The MLflow run tags holding fingerprint_evaluation's keys: a finished run with the same
@@ -130,8 +134,7 @@ def load_champion(registered_model: str, candidate: ModelUnderTest) -> ModelUnde
     version = alias_version(registered_model, CHAMPION)
     if version is None:
         return None
-    weights = (candidate.base_ref, candidate.base_sha256, candidate.adapter_sha256)
-    if version_weights(registered_model, version) == weights:
+    if version_weights(registered_model, version) == candidate.weights():
         return replace(candidate, label="champion", version=version)
     champion = resolve_version(registered_model, version)
     return ModelUnderTest(
@@ -186,8 +189,8 @@ def fingerprint_evaluation(
     fingerprint, candidate_fingerprint = hash_objects(*common, ids), hash_objects(*common, ids[:2])
     if fingerprint is None or candidate_fingerprint is None:  # these inputs are plain JSON
         raise ValueError("cannot fingerprint the evaluation's inputs")
-    weights = [m and (m.base_ref, m.base_sha256, m.adapter_sha256) for m in (candidate, champion)]
-    return EvaluationKey(fingerprint, candidate_fingerprint, weights[0] == weights[1])
+    champion_is_candidate = champion is not None and champion.weights() == candidate.weights()
+    return EvaluationKey(fingerprint, candidate_fingerprint, champion_is_candidate)
 
 
 @task(**STORE_RETRIES)

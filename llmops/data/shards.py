@@ -592,7 +592,7 @@ def write_splits(
     handles = {}
     try:
         for s, summary in enumerate(summaries):
-            records = _read_table(store.join(summary.uri, "records.parquet")).select(columns)
+            records = _read_table(store.join(summary.uri, "records.parquet"), columns)
             keep = ~gone[bounds[s] : bounds[s + 1]]
             side = flags["is_eval"][bounds[s] : bounds[s + 1]]
             for name, mask in (("train", keep & ~side), ("eval", keep & side)):

@@ -161,9 +161,11 @@ class _Batcher:
             _resolve(outcomes)
 
     def _answer_logged(self, rows: list[dict[str, Any]], outcomes: list[_Outcome]) -> None:
-        """Answer these requests once their log rows are written."""
-        if outcomes:
+        """Answer these requests once their log rows are written (at once when none are)."""
+        if rows:
             self.to_log.put_nowait((rows, outcomes))
+        else:
+            _resolve(outcomes)
 
     async def submit(self, request: GenerationRequest) -> GenerationResult:
         """Queue one request and wait for its answer."""
@@ -260,11 +262,7 @@ class DynamicBatcher(_Batcher):
             except Exception as error:  # a bug in a batch must not stop the server
                 log.exception("batch of %d failed", len(live))
                 outcomes, rows = [error] * len(live), []
-            answered = [(f, o) for (_, f), o in zip(live, outcomes, strict=True)]
-            if rows:
-                self._answer_logged(rows, answered)
-            else:
-                _resolve(answered)
+            self._answer_logged(rows, [(f, o) for (_, f), o in zip(live, outcomes, strict=True)])
 
     def _answer(
         self, requests: list[GenerationRequest]
